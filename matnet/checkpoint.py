@@ -1,0 +1,152 @@
+"""Checkpoints: a directory holding `model.safetensors` (weights only), `config.json` (everything
+needed to rebuild the model), `meta.json` (data set, step, metrics, versions, git revision) and, for
+resuming training, `train_state.pt` (optimizer state and counters, loaded with weights_only=True).
+
+Loading never unpickles code. Writing is atomic: a checkpoint is written beside the old one and
+swapped in by renames, so an interrupted save never leaves a half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import Config, ConfigError
+from .model import MatNet
+
+WEIGHTS = "model.safetensors"
+LEGACY_WEIGHTS = "model.pt"
+CONFIG = "config.json"
+META = "meta.json"
+TRAIN_STATE = "train_state.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read; the message says which file and what to do."""
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def save_checkpoint(path: str | Path, model: MatNet, config: Config, meta: dict[str, Any],
+                    train_state: dict[str, Any] | None = None) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS))
+    config.to_json(tmp / CONFIG)
+    full_meta = {"image_shape": list(model.image_shape), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "versions": versions(), "git_revision": git_revision(), **meta}
+    (tmp / META).write_text(json.dumps(full_meta, indent=2, default=float) + "\n")
+    if train_state is not None:
+        torch.save(train_state, tmp / TRAIN_STATE)
+    # Swap in: old -> .old, tmp -> path, drop .old. A crash in between leaves either one complete.
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def _recover(path: Path) -> None:
+    """If a save was interrupted between its two renames, put the complete old copy back."""
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.exists():
+        old.rename(path)
+
+
+def read_config(path: str | Path) -> tuple[Config, dict[str, Any]]:
+    path = Path(path)
+    _recover(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no checkpoint directory there; pass the folder that holds "
+                              f"{CONFIG} and {WEIGHTS} (e.g. RUN_DIR/checkpoint)")
+    for name in (CONFIG, META):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path}: {name} is missing, so this is not a complete matnet checkpoint")
+    try:
+        config = Config.from_json(path / CONFIG)
+        meta = json.loads((path / META).read_text())
+    except (ConfigError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable {CONFIG}/{META} ({e}); the checkpoint is corrupt "
+                              f"or from an incompatible version") from None
+    return config, meta
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if (path / WEIGHTS).is_file():
+        try:
+            return load_file(str(path / WEIGHTS))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path / WEIGHTS}: corrupt weights file ({e}); restore it or retrain") from None
+    if (path / LEGACY_WEIGHTS).is_file():
+        try:
+            state = torch.load(path / LEGACY_WEIGHTS, map_location="cpu", weights_only=True)
+        except Exception as e:  # weights_only refuses pickled code with UnpicklingError; also truncation
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{path / LEGACY_WEIGHTS}: refused to load: not a plain state dict of "
+                                  f"tensors ({first}); checkpoints must hold weights only") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{path / LEGACY_WEIGHTS}: not a state dict of tensors")
+        return state
+    raise CheckpointError(f"{path}: neither {WEIGHTS} nor {LEGACY_WEIGHTS} is there")
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MatNet, Config, dict[str, Any]]:
+    """Rebuild the model from `config.json` and load its weights. Errors are one line."""
+    path = Path(path)
+    config, meta = read_config(path)
+    shape = tuple(meta.get("image_shape") or ())
+    if len(shape) != 3:
+        raise CheckpointError(f"{path / META}: no image_shape recorded; the checkpoint is incomplete")
+    try:
+        model = MatNet(config.model, shape)
+    except ConfigError as e:
+        raise CheckpointError(f"{path / CONFIG}: describes a model that cannot be built ({e})") from None
+    state = load_state_dict(path)
+    missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the model in {CONFIG} ({len(missing)} missing, "
+                              f"{len(unexpected)} unexpected tensors, e.g. {sorted(missing | unexpected)[0]}); "
+                              f"the checkpoint is from an incompatible version or was edited")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model in {CONFIG} "
+                              f"({str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e})") from None
+    return model.to(device).eval(), config, meta
+
+
+def load_train_state(path: str | Path) -> dict[str, Any] | None:
+    f = Path(path) / TRAIN_STATE
+    if not f.is_file():
+        return None
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{f}: cannot be read ({type(e).__name__}); delete it to restart training "
+                              f"from the weights alone, or remove the run directory") from None

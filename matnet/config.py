@@ -1,0 +1,204 @@
+"""Configuration: the model layout, the data and the training settings, as plain dataclasses.
+
+A config is data: it is written to `config.json` beside every checkpoint, read back to rebuild the
+model, and overridden key by key from the command line (`--set train.lr=5e-4`) or from a search
+space. Unknown keys are errors, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and the fix."""
+
+
+@dataclass
+class MetaModule:
+    """A group of modules that share one spatial scale (section 2.2, "meta modules").
+
+    scale: side of the feature maps (7 for 7x7); 0 means fully connected.
+    width: channels (or hidden units when fully connected) of the TD, BU and merge states.
+    modules: number of TD modules, hence latent layers, at this scale.
+    latent_channels: channels (or units) of each latent layer z_i at this scale.
+    """
+
+    scale: int
+    width: int
+    modules: int
+    latent_channels: int
+
+
+@dataclass
+class ModelConfig:
+    # Likelihood p(x|z): "bernoulli" (binary images), "gaussian" (dequantised 8-bit),
+    # "logistic" (discretized logistic of Kingma et al., 8-bit).
+    likelihood: str = "bernoulli"
+    # z_0: the fully-connected top latent layer, prior N(0, I).
+    top_latents: int = 32
+    # Meta modules from the coarsest scale to the finest.
+    meta_modules: list[MetaModule] = field(
+        default_factory=lambda: [MetaModule(7, 64, 5, 4), MetaModule(14, 64, 5, 4)]
+    )
+    # Channels of the plain convolutions that feed data into the BU network and out of the TD network.
+    data_width: int = 32
+    # Trainable scale, initialised to this value, that multiplies every Gaussian mean and
+    # log-variance (a fact from the author's code): keeps the initial KL small.
+    param_scale_init: float = 0.2
+    leak: float = 0.1  # negative slope of lrelu
+
+
+@dataclass
+class DataConfig:
+    # mnist | fashion-mnist | omniglot | cifar10
+    dataset: str = "mnist"
+    # dynamic: resample a binarization every time an image is drawn; fixed: the standard fixed
+    # binarization when its files are present (else a seeded stand-in, labelled as such);
+    # none: keep 8-bit intensities (for gaussian / logistic likelihoods).
+    binarize: str = "dynamic"
+    data_dir: str = "data"
+    # Images taken from the end of the training split to form the validation split.
+    val_size: int = 10000
+    # Use only the first N training images (0: all); for quick runs and tests.
+    train_limit: int = 0
+    # Validation images evaluated at each epoch end (0: all of the validation split).
+    eval_limit: int = 2000
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 100
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 1e-5  # L2, as the author's code
+    # Epochs (counted from 0) at which the learning rate is halved.
+    lr_halve_epochs: list[int] = field(default_factory=list)
+    # KL warm-up: the KL weight rises linearly from 0 to 1 over this many steps (0: no warm-up).
+    kl_warmup_steps: int = 0
+    grad_clip: float = 100.0  # global gradient-norm clip (0: none)
+    epochs: int = 100
+    max_steps: int = 0  # 0: no step limit
+    max_minutes: float = 0.0  # 0: no time limit
+    # Evaluate, report and checkpoint every N steps (0: at the end of every epoch).
+    eval_every_steps: int = 0
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available, else cpu
+    # bf16 autocast on CUDA (ignored on CPU).
+    amp: bool = True
+    # Stop with an error after this many consecutive non-finite updates (each is skipped).
+    max_nonfinite_in_a_row: int = 50
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        return _build(cls, d, "")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "Config":
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e}); fix the file or re-create it") from None
+        return cls.from_dict(d)
+
+    def override(self, key: str, value: Any) -> "Config":
+        """A copy with one dotted key (`train.lr`, `model.meta_modules`) replaced."""
+        d = self.to_dict()
+        parts = key.split(".")
+        node = d
+        for i, p in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or p not in node:
+                raise ConfigError(f"unknown config key '{key}': '{'.'.join(parts[:i + 1])}' does not exist"
+                                  f" (sections: {', '.join(d)})")
+            node = node[p]
+        if not isinstance(node, dict) or parts[-1] not in node:
+            known = ", ".join(f"{'.'.join(parts[:-1])}.{k}" for k in node) if isinstance(node, dict) else ""
+            raise ConfigError(f"unknown config key '{key}'; known keys here: {known}")
+        node[parts[-1]] = value
+        return Config.from_dict(d)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Config":
+        cfg = self
+        for k, v in overrides.items():
+            cfg = cfg.override(k, v)
+        return cfg
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`key=value` strings from the command line; values are read as JSON where they parse
+    (numbers, lists, true/false), else kept as strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, for example --set train.lr=5e-4")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    """Rebuild a (nested) dataclass from plain data, checking keys and types on the way."""
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{where or '<root>'}' must be a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            prefix = f"{where}." if where else ""
+            raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; known keys: "
+                              f"{', '.join(prefix + n for n in sorted(names))}")
+        kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except TypeError as e:  # a required field is missing
+            raise ConfigError(f"config key '{where or '<root>'}': {e}") from None
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{where}' must be a list, got {value!r}")
+        return [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"config key '{where}' must be a list of {len(args)} values, got {value!r}")
+        return tuple(_build(a, v, where) for a, v in zip(args, value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{where}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"config key '{where}' must be an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{where}' must be a string, got {value!r}")
+        return value
+    return value

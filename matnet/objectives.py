@@ -1,0 +1,59 @@
+"""Objectives: the training loss (negative ELBO, eq. 5, with KL warm-up) and the importance-
+weighted bound of Burda et al. used for evaluation."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .model import MatNet, MatNetOutput
+
+
+def elbo_loss(out: MatNetOutput, kl_weight: float = 1.0) -> torch.Tensor:
+    """Mean negative free energy over the batch, in nats per image. With kl_weight < 1 (warm-up)
+    it is not a bound; the reported ELBO always uses weight 1."""
+    return -(out.log_px - kl_weight * out.kl_per_layer.sum(1)).mean()
+
+
+@dataclass
+class BoundEstimate:
+    iwae: torch.Tensor          # [B] log (1/K) sum_k p(x, z^k) / q(z^k | x)
+    elbo: torch.Tensor          # [B] mean over the K samples of the analytic-KL ELBO
+    kl_per_layer: torch.Tensor  # [B, L] mean over the K samples
+
+
+@torch.no_grad()
+def iwae_bound(model: MatNet, x: torch.Tensor, k: int, rows_per_pass: int = 2000,
+               on_pass: Callable[[int], None] | None = None) -> BoundEstimate:
+    """The IWAE bound with k importance samples for every image of the batch x.
+
+    The k samples are drawn in passes of at most `rows_per_pass` network rows (images x samples),
+    so any k fits in memory; the log-weights of all passes are kept (k floats per image) and
+    combined by one log-sum-exp at the end, which is exact (no running-average error).
+    `on_pass(n)` is told how many samples per image each pass drew, for progress bars.
+    """
+    b = x.shape[0]
+    per_pass = max(1, min(k, rows_per_pass // b)) if b <= rows_per_pass else 1
+    log_w, elbo_sum, kl_sum, done = [], torch.zeros(b), None, 0
+    images = [x] if b <= rows_per_pass else list(x.split(rows_per_pass))
+    while done < k:
+        n = min(per_pass, k - done)
+        parts_w, parts_elbo, parts_kl = [], [], []
+        for xs in images:
+            rep = xs.repeat_interleave(n, dim=0)               # [bs * n, ...], samples of one image adjacent
+            out = model(rep)
+            parts_w.append(out.log_weight.float().view(-1, n).cpu())
+            parts_elbo.append(out.elbo.float().view(-1, n).sum(1).cpu())
+            parts_kl.append(out.kl_per_layer.float().view(xs.shape[0], n, -1).sum(1).cpu())
+        log_w.append(torch.cat(parts_w))
+        elbo_sum += torch.cat(parts_elbo)
+        kl = torch.cat(parts_kl)
+        kl_sum = kl if kl_sum is None else kl_sum + kl
+        done += n
+        if on_pass is not None:
+            on_pass(n)
+    log_w = torch.cat(log_w, 1).double()
+    iwae = (torch.logsumexp(log_w, 1) - math.log(k)).float()
+    return BoundEstimate(iwae=iwae, elbo=elbo_sum / k, kl_per_layer=kl_sum / k)

@@ -1,0 +1,74 @@
+"""Named configurations: the paper's models (widths from the author's code, see
+../shared/reference/matnet-equations.md) and a small one that trains on a laptop CPU."""
+from __future__ import annotations
+
+from typing import Callable
+
+from .config import Config, ConfigError, DataConfig, MetaModule, ModelConfig, TrainConfig
+
+
+def mnist_conv() -> Config:
+    # FC top (32 latents), 5 TD modules at 7x7 and 5 at 14x14, 4 latent channels each, 64 channels at
+    # 7x7 and 14x14, 32 at 28x28: 11 latent layers.
+    return Config(
+        model=ModelConfig(likelihood="bernoulli", top_latents=32,
+                          meta_modules=[MetaModule(7, 64, 5, 4), MetaModule(14, 64, 5, 4)], data_width=32),
+        data=DataConfig(dataset="mnist", binarize="dynamic"),
+        train=TrainConfig(batch_size=100, lr=1e-3, betas=(0.8, 0.99), lr_halve_epochs=[100, 150, 200],
+                          epochs=250, kl_warmup_steps=25 * 500),
+    )
+
+
+def omniglot_conv() -> Config:
+    cfg = mnist_conv()
+    cfg.data = DataConfig(dataset="omniglot", binarize="dynamic", val_size=1345)
+    return cfg
+
+
+def cifar10_conv() -> Config:
+    # FC top (32 latents), 2 modules at 8x8, 4 at 16x16, 4 at 32x32, 6 latent channels each,
+    # widths 192 / 144 / 96; discretized logistic likelihood on 8-bit pixels.
+    return Config(
+        model=ModelConfig(likelihood="logistic", top_latents=32,
+                          meta_modules=[MetaModule(8, 192, 2, 6), MetaModule(16, 144, 4, 6),
+                                        MetaModule(32, 96, 4, 6)], data_width=96),
+        data=DataConfig(dataset="cifar10", binarize="none", val_size=5000),
+        train=TrainConfig(batch_size=100, lr=5e-4, betas=(0.9, 0.99), lr_halve_epochs=[150, 250],
+                          epochs=300, kl_warmup_steps=0),
+    )
+
+
+def mnist_fc() -> Config:
+    # The dynamic-MNIST model: fully connected, 7 GRU-style TD modules of 64 latents, 512 units.
+    return Config(
+        model=ModelConfig(likelihood="bernoulli", top_latents=64,
+                          meta_modules=[MetaModule(0, 512, 7, 64)], data_width=512),
+        data=DataConfig(dataset="mnist", binarize="dynamic"),
+        train=TrainConfig(batch_size=100, lr=1e-3, betas=(0.8, 0.99), lr_halve_epochs=[100, 150, 200],
+                          epochs=250, kl_warmup_steps=25 * 500),
+    )
+
+
+def tiny() -> Config:
+    # A small conv MatNet for CPUs: the MNIST layout, narrower and shallower (5 latent layers).
+    return Config(
+        model=ModelConfig(likelihood="bernoulli", top_latents=16,
+                          meta_modules=[MetaModule(7, 32, 2, 4), MetaModule(14, 32, 2, 4)], data_width=16),
+        data=DataConfig(dataset="mnist", binarize="dynamic", eval_limit=1000),
+        train=TrainConfig(batch_size=100, lr=1e-3, betas=(0.9, 0.99), epochs=10, kl_warmup_steps=0),
+    )
+
+
+PRESETS: dict[str, Callable[[], Config]] = {
+    "mnist-conv": mnist_conv,
+    "omniglot-conv": omniglot_conv,
+    "cifar10-conv": cifar10_conv,
+    "mnist-fc": mnist_fc,
+    "tiny": tiny,
+}
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,264 @@
+"""One training loop, used by the command line and by search trials alike.
+
+    python -m matnet.train --preset tiny --out runs/tiny --max-steps 500
+
+Every random draw of step s (the batch order of its epoch, the dynamic binarization, the
+reparametrization noise) is derived from (seed, epoch, step), so a run resumed from a checkpoint
+repeats exactly what the uninterrupted run would have done.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm import tqdm
+
+from . import cli
+from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
+from .config import Config, ConfigError, parse_set
+from .data import Split, load_split
+from .model import MatNet
+from .objectives import elbo_loss
+from .presets import PRESETS, preset
+
+# report(metrics, checkpoint_dir): called after every evaluation, with the checkpoint just written.
+Report = Callable[[dict[str, Any], "Path | None"], None]
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2 ** 63)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed((seed * 7_919 + epoch) % (2 ** 63))
+    return torch.randperm(n, generator=g)
+
+
+def learning_rate(cfg: Config, epoch: int) -> float:
+    halvings = sum(1 for e in cfg.train.lr_halve_epochs if epoch >= e)
+    return cfg.train.lr * 0.5 ** halvings
+
+
+def kl_weight(cfg: Config, step: int) -> float:
+    """KL warm-up: linear from 0 to 1 over kl_warmup_steps."""
+    w = cfg.train.kl_warmup_steps
+    return 1.0 if w <= 0 else min(1.0, (step + 1) / w)
+
+
+def bits_per_dim(nll_nats: float, shape: tuple[int, ...]) -> float:
+    return nll_nats / (math.prod(shape) * math.log(2.0))
+
+
+@torch.no_grad()
+def evaluate_elbo(model: MatNet, split: Split, limit: int, batch_size: int, device: torch.device,
+                  amp: bool, seed: int = 1234) -> dict[str, Any]:
+    """One-sample ELBO over (the first `limit` images of) a split: -ELBO and its two parts, in nats
+    per image, and the mean KL of every latent layer."""
+    was_training = model.training
+    model.eval()
+    n = len(split) if limit <= 0 else min(limit, len(split))
+    torch.manual_seed(seed)  # the same noise at every evaluation: curves show the model, not the draw
+    tot_recon, tot_kl, kl_layers = 0.0, 0.0, None
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n))
+        x = split.batch(idx).to(device)
+        with cli.autocast(device, amp):
+            out = model(x)
+        tot_recon += -out.log_px.float().sum().item()
+        kl = out.kl_per_layer.float().sum(0)
+        tot_kl += kl.sum().item()
+        kl_layers = kl if kl_layers is None else kl_layers + kl
+    model.train(was_training)
+    m = {"elbo_nats": (tot_recon + tot_kl) / n, "recon_nats": tot_recon / n, "kl_nats": tot_kl / n,
+         "kl_per_layer": [round(v / n, 5) for v in kl_layers.tolist()], "n_images": n}
+    if split.binarize == "none":
+        m["bpd"] = bits_per_dim(m["elbo_nats"], split.shape)
+    return m
+
+
+def _same_run(a: Config, b: Config) -> bool:
+    """A run directory may be resumed with other stopping limits, not with another model or data."""
+    return a.model == b.model and a.data == b.data
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def train(config: Config, out_dir: str | Path | None = None, report: Report | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train a MatNet with the ELBO (eq. 5); evaluate on the validation split, write metrics and a
+    checkpoint, and call `report` at every epoch end (or every `eval_every_steps`). Resumes from
+    `out_dir/checkpoint` when one is there. Returns the last metrics."""
+    tc = config.train
+    device = cli.resolve_device(tc.device)
+    amp = tc.amp and device.type == "cuda"
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_dir = out / "checkpoint" if out is not None else None
+
+    train_split = load_split(config.data, "train")
+    valid_split = load_split(config.data, "valid")
+    train_split.images = train_split.images.to(device)
+    steps_per_epoch = len(train_split) // tc.batch_size
+    if steps_per_epoch < 1:
+        raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training split "
+                          f"({len(train_split)} images); lower it or raise data.train_limit")
+
+    torch.manual_seed(tc.seed)
+    model = MatNet(config.model, train_split.shape).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    state = {"step": 0, "skipped_steps": 0, "train_seconds": 0.0}
+    last: dict[str, Any] = {}
+
+    if ckpt_dir is not None and (ckpt_dir.exists() or ckpt_dir.with_name(".checkpoint.old").exists()):
+        saved_model, saved_cfg, meta = load_checkpoint(ckpt_dir, device)
+        if not _same_run(saved_cfg, config):
+            raise ConfigError(f"{out} holds a run with another model or data config; "
+                              f"use a new --out directory, or the same settings to resume it")
+        ts = load_train_state(ckpt_dir)
+        if ts is None:
+            raise CheckpointError(f"{ckpt_dir}: no {'train_state.pt'} to resume from; use a new --out directory")
+        model.load_state_dict(saved_model.state_dict())
+        opt.load_state_dict(ts["optimizer"])
+        state.update({k: ts[k] for k in state})
+        last = meta.get("metrics", {})
+        _truncate_metrics(out / "metrics.jsonl", state["step"])
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        config.to_json(out / "config.json")
+
+    total_steps = tc.epochs * steps_per_epoch
+    if tc.max_steps > 0:
+        total_steps = min(total_steps, tc.max_steps)
+    deadline = time.monotonic() + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
+    eval_every = tc.eval_every_steps or steps_per_epoch
+    bar = tqdm(total=total_steps, initial=state["step"], disable=not progress, unit="step",
+               desc=f"train {config.data.dataset}", dynamic_ncols=True)
+    run_loss, run_elbo, run_n, in_a_row = 0.0, 0.0, 0, 0
+    t_seg = time.monotonic()
+    images_seen_seg = 0
+
+    def evaluate_and_save() -> None:
+        nonlocal run_loss, run_elbo, run_n, t_seg, images_seen_seg, last
+        now = time.monotonic()
+        state["train_seconds"] += now - t_seg
+        v = evaluate_elbo(model, valid_split, config.data.eval_limit, max(tc.batch_size, 100), device, amp)
+        step = state["step"]
+        metrics = {
+            "step": step, "epoch": step / steps_per_epoch, "lr": learning_rate(config, step // steps_per_epoch),
+            "kl_weight": kl_weight(config, step - 1),
+            "train_loss": run_loss / max(run_n, 1), "train_elbo_nats": run_elbo / max(run_n, 1),
+            "skipped_steps": state["skipped_steps"], "train_seconds": state["train_seconds"],
+            "images_per_s": images_seen_seg / max(now - t_seg, 1e-9),
+            **{f"val_{k}": v[k] for k in v if k != "n_images"},
+        }
+        last = metrics
+        saved = None
+        if out is not None:
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            saved = save_checkpoint(ckpt_dir, model, config,
+                                    {"dataset": train_split.name, "step": step, "metrics": metrics},
+                                    {"optimizer": opt.state_dict(), **state})
+        if report is not None:
+            report(metrics, saved)
+        run_loss, run_elbo, run_n, images_seen_seg = 0.0, 0.0, 0, 0
+        t_seg = time.monotonic()
+
+    order, order_epoch = None, -1
+    model.train()
+    while state["step"] < total_steps and time.monotonic() < deadline:
+        step = state["step"]
+        epoch, pos = divmod(step, steps_per_epoch)
+        if order_epoch != epoch:
+            order, order_epoch = epoch_order(tc.seed, epoch, len(train_split)), epoch
+        torch.manual_seed(step_seed(tc.seed, step))
+        idx = order[pos * tc.batch_size:(pos + 1) * tc.batch_size]
+        x = train_split.batch(idx.to(train_split.images.device))
+        for g in opt.param_groups:
+            g["lr"] = learning_rate(config, epoch)
+        with cli.autocast(device, amp):
+            out_ = model(x)
+        loss = elbo_loss(out_, kl_weight(config, step))
+        opt.zero_grad(set_to_none=True)
+        ok = bool(torch.isfinite(loss))
+        if ok:
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
+            ok = bool(torch.isfinite(gnorm))
+        if ok:
+            opt.step()
+            in_a_row = 0
+            run_loss += loss.item()
+            run_elbo += -out_.elbo.float().mean().item()
+            run_n += 1
+        else:
+            # Skip (and count) an update whose loss or gradient is not finite.
+            opt.zero_grad(set_to_none=True)
+            state["skipped_steps"] += 1
+            in_a_row += 1
+            if in_a_row >= tc.max_nonfinite_in_a_row:
+                bar.close()
+                raise cli.NonFiniteLossError(
+                    f"training diverged: {in_a_row} updates in a row had a non-finite loss or gradient "
+                    f"(step {step}); the last good checkpoint is kept; lower train.lr or raise train.kl_warmup_steps")
+        state["step"] += 1
+        images_seen_seg += x.shape[0]
+        bar.update(1)
+        if run_n:
+            bar.set_postfix(loss=f"{run_loss / run_n:.2f}", refresh=False)
+        if state["step"] % eval_every == 0:
+            evaluate_and_save()
+    if not last or last.get("step") != state["step"]:
+        evaluate_and_save()
+    bar.close()
+    return last
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    if (args.preset is None) == (args.config is None):
+        raise ConfigError("give exactly one of --preset NAME or --config FILE")
+    cfg = preset(args.preset) if args.preset else Config.from_json(args.config)
+    sets = parse_set(args.set or [])
+    for flag, key in (("max_steps", "train.max_steps"), ("max_minutes", "train.max_minutes"),
+                      ("seed", "train.seed"), ("device", "train.device"), ("data_dir", "data.data_dir")):
+        if getattr(args, flag, None) is not None:
+            sets[key] = getattr(args, flag)
+    return cfg.with_overrides(sets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m matnet.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=list(PRESETS), help="a named configuration")
+    p.add_argument("--config", help="a config.json (e.g. from a run directory)")
+    p.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoint/ (resumed if present)")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--data-dir")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.lr=5e-4 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    cfg = build_config(args)
+    m = train(cfg, args.out, progress=not args.quiet)
+    keys = ["step", "epoch", "train_loss", "val_elbo_nats", "val_recon_nats", "val_kl_nats", "val_bpd", "skipped_steps"]
+    for k in keys:
+        if k in m:
+            print(f"{k:>16}  {m[k]:.4f}" if isinstance(m[k], float) else f"{k:>16}  {m[k]}")
+    print(f"checkpoint: {Path(args.out) / 'checkpoint'}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
