@@ -17,8 +17,9 @@ class NonFiniteLossError(RuntimeError):
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input or files: shown as one line, exit status 2."""
     from .checkpoint import CheckpointError
-    from .data import DatasetMissingError
-    return (ConfigError, CheckpointError, DatasetMissingError, NonFiniteLossError, FileNotFoundError)
+    from .data import DataFileError, DatasetMissingError
+    return (ConfigError, CheckpointError, DatasetMissingError, DataFileError, NonFiniteLossError,
+            FileNotFoundError)
 
 
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> NoReturn:
