@@ -51,6 +51,18 @@ class ModelConfig:
     # log-variance (a fact from the author's code): keeps the initial KL small.
     param_scale_init: float = 0.2
     leak: float = 0.1  # negative slope of lrelu
+    # --- extensions (section 2.3); each is off at its default, so older configs load unchanged ---
+    # Gaussian mixture prior over z_0 with this many trainable components (0: the plain N(0, I)).
+    mixture_components: int = 0
+    # Train the mixture weights (as logits) instead of keeping them uniform 1/K as the paper does.
+    mixture_learn_weights: bool = False
+    # Weight of the penalty on the entropy of each input's posterior over the mixture components
+    # (the paper's "slight penalty" that sharpens the clusters; the author's Omniglot run used 0.4).
+    mixture_entropy_weight: float = 0.0
+    # Local autoregressive head on p(x|z): a PixelCNN with this many masked layers (0: no head) ...
+    ar_layers: int = 0
+    # ... of this many channels each.
+    ar_channels: int = 64
 
 
 @dataclass
@@ -92,6 +104,10 @@ class TrainConfig:
     amp: bool = True
     # Stop with an error after this many consecutive non-finite updates (each is skipped).
     max_nonfinite_in_a_row: int = 50
+    # Weight lambda of the inference regularizer (eq. 13): the free energy of samples drawn from the
+    # model, maximised over the inference network only (0: off). Costs a draw from the model and one
+    # more forward pass per step; with the autoregressive head the draw is pixel by pixel (slow).
+    inference_reg_weight: float = 0.0
 
 
 @dataclass

@@ -40,9 +40,24 @@ def sample_gaussian(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
 
 
+def check_data_fits(likelihood: str, binarize: str) -> None:
+    """Binary images need the Bernoulli; 8-bit images (binarize "none") a likelihood over 0..255.
+    A mismatch would train on nonsense and report meaningless nats and bits per dimension."""
+    from .config import ConfigError
+    if (likelihood == "bernoulli") != (binarize != "none"):
+        want = "data.binarize=dynamic or fixed" if likelihood == "bernoulli" else "data.binarize=none"
+        raise ConfigError(f"model.likelihood={likelihood!r} does not fit data.binarize={binarize!r}: use {want}, "
+                          f"or model.likelihood={'bernoulli' if binarize != 'none' else 'logistic or gaussian'}")
+
+
 def param_channels(likelihood: str, channels: int) -> int:
     """How many output channels the TD network's last convolution must produce."""
     return channels if likelihood == "bernoulli" else 2 * channels
+
+
+def network_input(likelihood: str, x: torch.Tensor) -> torch.Tensor:
+    """Data as the networks take it: binary images as they are, 8-bit values mapped to [-1, 1]."""
+    return x if likelihood == "bernoulli" else x / 127.5 - 1.0
 
 
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

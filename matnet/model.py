@@ -3,6 +3,11 @@
 Latent layers are numbered as in the paper: z_0 is the fully-connected top, then one layer per TD
 module, coarse to fine. `forward(x)` runs inference (BU pass, then the stochastic TD pass guided by
 the merge modules) and returns log p(x|z) and the KL of every latent layer separately.
+
+Extensions (section 2.3), each off unless the config turns it on: a Gaussian mixture prior over z_0
+(mixture.py), and a local autoregressive head on p(x|z) (pixelcnn.py). The inference regularizer of
+equation 13 lives in objectives.py; `named_inference_parameters` / `named_generator_parameters` say
+which parameters it may train.
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ import torch.nn as nn
 from . import distributions as D
 from .blocks import BUModule, Down, GaussianParams, MergeModule, TDModule, Up, conv3
 from .config import ConfigError, ModelConfig
+from .mixture import MixturePrior, entropy
+from .pixelcnn import PixelCNNHead
 
 
 @dataclass
@@ -22,10 +29,15 @@ class MatNetOutput:
     kl_per_layer: torch.Tensor  # [B, L] analytic KL(q(z_i|.) || p(z_i|.)), layer 0 = z_0
     log_ratio: torch.Tensor     # [B] sum_i log p(z_i|.) - log q(z_i|.) at the sampled z
     params: torch.Tensor        # likelihood parameters of p(x | z)
+    # [B] loss terms that are not part of the bound (the mixture prior's weighted posterior-entropy
+    # penalty); None when there are none.
+    penalty: torch.Tensor | None = None
 
     @property
     def elbo(self) -> torch.Tensor:
-        """Equation 5 with the analytic per-layer KL, per example."""
+        """Equation 5 with the analytic per-layer KL, per example. With a mixture prior the KL of z_0
+        is the approximation of equation 12, an upper bound on the exact KL (mixture.py): the ELBO
+        is then still a lower bound, a little looser."""
         return self.log_px - self.kl_per_layer.sum(1)
 
     @property
@@ -60,6 +72,14 @@ def validate_layout(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> None
         prev = mm.scale
     if cfg.top_latents < 1 or cfg.data_width < 1:
         raise ConfigError("model.top_latents and model.data_width must be >= 1")
+    if cfg.mixture_components < 0 or cfg.mixture_entropy_weight < 0:
+        raise ConfigError(f"model.mixture_components ({cfg.mixture_components}) and model.mixture_entropy_weight "
+                          f"({cfg.mixture_entropy_weight}) must be >= 0")
+    if cfg.ar_layers < 0:
+        raise ConfigError(f"model.ar_layers={cfg.ar_layers}: must be >= 0 (0: no autoregressive head)")
+    if cfg.ar_layers > 0 and cfg.ar_channels < image_shape[0]:
+        raise ConfigError(f"model.ar_channels={cfg.ar_channels}: the head needs at least one channel per "
+                          f"colour ({image_shape[0]})")
 
 
 class MetaModule(nn.Module):
@@ -112,6 +132,11 @@ class MatNet(nn.Module):
         self.top_posterior = GaussianParams(nn.Sequential(nn.Flatten(), nn.Linear(top_in, 2 * cfg.top_latents)),
                                             cfg.param_scale_init)
         self.td_top = Up(cfg.top_latents, 0, first.width, first.scale, leak)
+        # Extensions: p(z_0) as a trained Gaussian mixture; a PixelCNN head on p(x | z).
+        self.top_prior = (MixturePrior(cfg.mixture_components, cfg.top_latents, cfg.mixture_learn_weights)
+                          if cfg.mixture_components > 0 else None)
+        self.ar_head = (PixelCNNHead(cfg.likelihood, c, cfg.ar_layers, cfg.ar_channels, leak)
+                        if cfg.ar_layers > 0 else None)
 
     # ---- bookkeeping ---------------------------------------------------------------------------
     @property
@@ -129,9 +154,29 @@ class MatNet(nn.Module):
             names += [f"z{len(names)} ({tag})" for _ in m.td]
         return names
 
+    def meta_labels(self) -> dict[int, str]:
+        """A label for every value of layer_meta(): -1 is z_0, k the k-th meta module."""
+        return {-1: "z0 (fc)", **{k: "fc" if m.scale == 0 else f"{m.scale}x{m.scale}"
+                                  for k, m in enumerate(self.metas)}}
+
+    def generator_modules(self) -> list[nn.Module]:
+        """The modules of p(x, z): the TD network, its connectors and output, the prior over z_0 and
+        the autoregressive head. Everything else (BU and merge modules, their connectors, the data
+        input, q(z_0 | x)) is the inference network."""
+        mods: list[nn.Module] = [self.td_top, self.td_up, self.td_out_of_finest, *(m.td for m in self.metas)]
+        return mods + [m for m in (self.top_prior, self.ar_head) if m is not None]
+
+    def named_generator_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        ids = {id(p) for m in self.generator_modules() for p in m.parameters()}
+        return [(n, p) for n, p in self.named_parameters() if id(p) in ids]
+
+    def named_inference_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        ids = {id(p) for m in self.generator_modules() for p in m.parameters()}
+        return [(n, p) for n, p in self.named_parameters() if id(p) not in ids]
+
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         """Data scaled for the networks: {0,1} kept, 8-bit mapped to [-1, 1]."""
-        return x if self.cfg.likelihood == "bernoulli" else x / 127.5 - 1.0
+        return D.network_input(self.cfg.likelihood, x)
 
     # ---- the networks --------------------------------------------------------------------------
     def bottom_up(self, x: torch.Tensor) -> tuple[list[list[torch.Tensor]], torch.Tensor]:
@@ -150,50 +195,100 @@ class MatNet(nn.Module):
             per_meta[k] = states[::-1]
         return per_meta, h
 
-    def forward(self, x: torch.Tensor) -> MatNetOutput:
-        bu_states, bu_top = self.bottom_up(x)
-        mean0, logvar0 = self.top_posterior(bu_top)
-        z0 = D.sample_gaussian(mean0, logvar0)
-        zeros = torch.zeros_like(mean0)
-        kls = [D.gaussian_kl(mean0, logvar0, zeros, zeros)]
-        log_ratio = D.gaussian_log_prob(z0, zeros, zeros) - D.gaussian_log_prob(z0, mean0, logvar0)
+    def _top_down(self, n: int, k: int, bu=None):
+        """The stochastic TD pass (eqs. 7-8). Latent layers 0..k-1 (z_0 first) are drawn from the
+        posterior, given by the merge modules (eqs. 10-11) from `bu` = bottom_up(x); layers k.. from
+        the prior. Returns the TD output (the likelihood parameters, or the head's conditioning),
+        the KL of every posterior layer, log p(z) - log q(z) over them, and z_0's posterior over the
+        mixture components (None without a mixture prior or when z_0 is drawn from the prior)."""
+        kls: list[torch.Tensor] = []
+        log_ratio, resp = 0.0, None
+        if k > 0:
+            bu_states, bu_top = bu
+            mean0, logvar0 = self.top_posterior(bu_top)
+            z0 = D.sample_gaussian(mean0, logvar0)
+            if self.top_prior is None:
+                zeros = torch.zeros_like(mean0)
+                kls.append(D.gaussian_kl(mean0, logvar0, zeros, zeros))
+                log_p0 = D.gaussian_log_prob(z0, zeros, zeros)
+            else:
+                kl0, resp = self.top_prior.kl(mean0, logvar0)   # eq. 12: the reported KL of z_0
+                kls.append(kl0)
+                log_p0 = self.top_prior.log_prob(z0)            # exact: keeps IWAE a bound
+            log_ratio = log_p0 - D.gaussian_log_prob(z0, mean0, logvar0)
+        elif self.top_prior is not None:
+            z0 = self.top_prior.sample(n)
+        else:
+            z0 = torch.randn(n, self.cfg.top_latents, device=self.top_posterior.scale.device)
 
         td_state = self.td_top(z0)
         merge_state = td_state  # the merge network starts from the TD state that z_0 produced
-        for k, meta in enumerate(self.metas):
-            if k > 0:
-                td_state = self.td_up[k - 1](td_state)
-                merge_state = self.merge_up[k - 1](merge_state)
-            for td, merge, bu_state in zip(meta.td, meta.merge, bu_states[k]):
-                p_mean, p_logvar = td.prior(td_state)                       # eq. 8
-                merge_state = merge(merge_state, bu_state, td_state)        # eq. 10
-                q_mean, q_logvar = merge.posterior(merge_state)             # eq. 11
-                z = D.sample_gaussian(q_mean, q_logvar)
-                kls.append(D.gaussian_kl(q_mean, q_logvar, p_mean, p_logvar))
-                log_ratio = log_ratio + D.gaussian_log_prob(z, p_mean, p_logvar) \
-                    - D.gaussian_log_prob(z, q_mean, q_logvar)
-                td_state = td(td_state, z)                                  # eq. 7
-        params = self.td_out_of_finest(td_state)
-        params = params.view(x.shape[0], -1, *self.image_shape[1:])
+        layer = 1
+        for m, meta in enumerate(self.metas):
+            if m > 0:
+                td_state = self.td_up[m - 1](td_state)
+                if layer < k:
+                    merge_state = self.merge_up[m - 1](merge_state)
+            for i, (td, merge) in enumerate(zip(meta.td, meta.merge)):
+                p_mean, p_logvar = td.prior(td_state)                            # eq. 8
+                if layer < k:
+                    merge_state = merge(merge_state, bu_states[m][i], td_state)  # eq. 10
+                    q_mean, q_logvar = merge.posterior(merge_state)              # eq. 11
+                    z = D.sample_gaussian(q_mean, q_logvar)
+                    kls.append(D.gaussian_kl(q_mean, q_logvar, p_mean, p_logvar))
+                    log_ratio = log_ratio + D.gaussian_log_prob(z, p_mean, p_logvar) \
+                        - D.gaussian_log_prob(z, q_mean, q_logvar)
+                else:
+                    z = D.sample_gaussian(p_mean, p_logvar)
+                td_state = td(td_state, z)                                       # eq. 7
+                layer += 1
+        td_out = self.td_out_of_finest(td_state).view(n, -1, *self.image_shape[1:])
+        return td_out, kls, log_ratio, resp
+
+    def forward(self, x: torch.Tensor) -> MatNetOutput:
+        td_out, kls, log_ratio, resp = self._top_down(x.shape[0], self.num_layers, self.bottom_up(x))
+        params = td_out if self.ar_head is None else self.ar_head(td_out, self._input(x))
         log_px = D.log_prob(self.cfg.likelihood, params, x)
-        return MatNetOutput(log_px, torch.stack(kls, 1), log_ratio, params)
+        penalty = None
+        if resp is not None and self.cfg.mixture_entropy_weight > 0:
+            # The paper's slight penalty on the entropy of each input's posterior over components.
+            penalty = self.cfg.mixture_entropy_weight * entropy(resp)
+        return MatNetOutput(log_px, torch.stack(kls, 1), log_ratio, params, penalty)
 
     @torch.no_grad()
-    def generate(self, n: int, device: torch.device | str | None = None) -> torch.Tensor:
-        """Likelihood parameters of p(x | z) for z drawn from the prior (ancestral sampling, eq. 1)."""
-        device = device or next(self.parameters()).device
-        z0 = torch.randn(n, self.cfg.top_latents, device=device)
-        td_state = self.td_top(z0)
-        for k, meta in enumerate(self.metas):
-            if k > 0:
-                td_state = self.td_up[k - 1](td_state)
-            for td in meta.td:
-                p_mean, p_logvar = td.prior(td_state)
-                td_state = td(td_state, D.sample_gaussian(p_mean, p_logvar))
-        return self.td_out_of_finest(td_state).view(n, -1, *self.image_shape[1:])
+    def generate(self, n: int) -> torch.Tensor:
+        """The TD output for z drawn from the prior (ancestral sampling, eq. 1): the likelihood
+        parameters of p(x | z), or with the autoregressive head, the head's conditioning."""
+        return self._top_down(n, 0)[0]
+
+    def _pixels(self, td_out: torch.Tensor, mean: bool) -> torch.Tensor:
+        if self.ar_head is None:
+            return D.mean_image(self.cfg.likelihood, td_out) if mean else D.sample(self.cfg.likelihood, td_out)
+        x, means = self.ar_head.sample(td_out)  # pixel by pixel
+        return means if mean else x
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True) -> torch.Tensor:
-        """Images from the model: the mean of p(x|z) (default, the usual picture), or a draw."""
-        params = self.generate(n)
-        return D.mean_image(self.cfg.likelihood, params) if mean else D.sample(self.cfg.likelihood, params)
+        """Images from the model: the mean of p(x|z) (default, the usual picture), or a draw. With
+        the autoregressive head the image is drawn pixel by pixel, and `mean` shows the mean of each
+        pixel's conditional given the pixels drawn before it."""
+        return self._pixels(self.generate(n), mean)
+
+    @torch.no_grad()
+    def sample_given(self, x: torch.Tensor, k: int, mean: bool = True) -> torch.Tensor:
+        """Images with the top k latent layers (z_0 .. z_{k-1}) drawn from the posterior for each input
+        in x and the rest from the prior (the paper's Figure 3); k = 0 samples freely, k = num_layers
+        reconstructs."""
+        if not 0 <= k <= self.num_layers:
+            raise ConfigError(f"k={k}: must be between 0 and the number of latent layers ({self.num_layers})")
+        bu = self.bottom_up(x) if k > 0 else None
+        return self._pixels(self._top_down(x.shape[0], k, bu)[0], mean)
+
+    @torch.no_grad()
+    def component_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        """Each input's posterior over the mixture components of p(z_0), [B, K]: r_k proportional to
+        pi_k exp(-KL(q(z_0|x) || p_k)), the terms of equation 12."""
+        if self.top_prior is None:
+            raise ConfigError("this model has no mixture prior (model.mixture_components = 0)")
+        mean0, logvar0 = self.top_posterior(self.bottom_up(x)[1])
+        return self.top_prior.kl(mean0, logvar0)[1]

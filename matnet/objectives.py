@@ -1,5 +1,5 @@
-"""Objectives: the training loss (negative ELBO, eq. 5, with KL warm-up) and the importance-
-weighted bound of Burda et al. used for evaluation."""
+"""Objectives: the training loss (negative ELBO, eq. 5, with KL warm-up), the inference regularizer
+(eq. 13) and the importance-weighted bound of Burda et al. used for evaluation."""
 from __future__ import annotations
 
 import math
@@ -7,14 +7,34 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from torch.func import functional_call
 
 from .model import MatNet, MatNetOutput
 
 
 def elbo_loss(out: MatNetOutput, kl_weight: float = 1.0) -> torch.Tensor:
-    """Mean negative free energy over the batch, in nats per image. With kl_weight < 1 (warm-up)
-    it is not a bound; the reported ELBO always uses weight 1."""
-    return -(out.log_px - kl_weight * out.kl_per_layer.sum(1)).mean()
+    """Mean negative free energy over the batch, in nats per image, plus any penalty the model adds
+    (the mixture prior's entropy penalty). With kl_weight < 1 (warm-up) it is not a bound; the
+    reported ELBO always uses weight 1."""
+    loss = -(out.log_px - kl_weight * out.kl_per_layer.sum(1)).mean()
+    return loss if out.penalty is None else loss + out.penalty.mean()
+
+
+def inference_regularizer(model: MatNet, n: int) -> torch.Tensor:
+    """Equation 13 as a loss: minus the mean free energy of n images x ~ p(x) drawn from the model,
+    differentiable with respect to the inference network only.
+
+    The draw is taken without gradient; the free energy is then computed with the generator's
+    parameters detached (torch.func.functional_call), so p(x, z) is a fixed target and only q(z|x)
+    moves towards it. Maximising it shrinks KL(q(z|x) || p(z|x)) on the model's own samples without
+    changing the model's likelihood. Add lambda times this to the training loss. With the
+    autoregressive head the draw is pixel by pixel, hence slow."""
+    with torch.no_grad():
+        x = model.sample(n, mean=False)
+    generator = {name for name, _ in model.named_generator_parameters()}
+    params = {name: p.detach() if name in generator else p for name, p in model.named_parameters()}
+    out = functional_call(model, params, (x,))
+    return -out.elbo.mean()
 
 
 @dataclass

@@ -22,8 +22,10 @@ from . import cli
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from .config import Config, ConfigError, parse_set
 from .data import Split, load_split
+from .distributions import check_data_fits
 from .model import MatNet
-from .objectives import elbo_loss
+from .objectives import elbo_loss, inference_regularizer
+from .plots import plot_kl_per_layer, read_metrics
 from .presets import PRESETS, preset
 
 # report(metrics, checkpoint_dir): called after every evaluation, with the checkpoint just written.
@@ -107,12 +109,15 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
 
     train_split = load_split(config.data, "train")
     valid_split = load_split(config.data, "valid")
+    check_data_fits(config.model.likelihood, train_split.binarize)
     train_split.images = train_split.images.to(device)
     steps_per_epoch = len(train_split) // tc.batch_size
     if steps_per_epoch < 1:
         raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training split "
                           f"({len(train_split)} images); lower it or raise data.train_limit")
 
+    if tc.inference_reg_weight < 0:
+        raise ConfigError(f"train.inference_reg_weight={tc.inference_reg_weight}: must be >= 0 (0: off)")
     torch.manual_seed(tc.seed)
     model = MatNet(config.model, train_split.shape).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
@@ -166,6 +171,9 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         if out is not None:
             with open(out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
+            # Figure 4 from the whole history so far.
+            plot_kl_per_layer(read_metrics(out / "metrics.jsonl"), model.layer_meta(), out / "kl_per_layer.png",
+                              model.meta_labels())
             saved = save_checkpoint(ckpt_dir, model, config,
                                     {"dataset": train_split.name, "step": step, "metrics": metrics},
                                     {"optimizer": opt.state_dict(), **state})
@@ -188,7 +196,11 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
             g["lr"] = learning_rate(config, epoch)
         with cli.autocast(device, amp):
             out_ = model(x)
+            # Eq. 13: lambda * (-free energy of model samples), gradient to the inference network only.
+            reg = inference_regularizer(model, x.shape[0]) if tc.inference_reg_weight > 0 else None
         loss = elbo_loss(out_, kl_weight(config, step))
+        if reg is not None:
+            loss = loss + tc.inference_reg_weight * reg
         opt.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(loss))
         if ok:

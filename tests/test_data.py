@@ -16,6 +16,7 @@ import torch
 from matnet.config import ConfigError, DataConfig
 from matnet.data import (DATASETS, DEBIAN_FASHION_MNIST_DIR, DataFileError, DatasetMissingError, Split,
                          _stand_in_binarized, dataset_info, load_split, read_idx)
+from tests.cifar_files import photo_patches, write_cifar
 
 MNIST_TRAIN_IMAGES_MD5 = "6bbc9ace898e44ae57da46a324031adb"
 
@@ -160,29 +161,6 @@ def test_omniglot_chardata(tmp_path, subdir):
 
 
 # --- CIFAR-10: python batches ----------------------------------------------------------------------
-
-def photo_patches() -> np.ndarray:
-    """Real photographs (scikit-image's samples) cut into 32x32 patches: uint8 [N, 32, 32, 3]."""
-    skdata = pytest.importorskip("skimage.data")
-    patches = []
-    for img in (skdata.astronaut(), skdata.chelsea(), skdata.coffee()):
-        for y in range(0, img.shape[0] - 32, 97):
-            for x in range(0, img.shape[1] - 32, 131):
-                patches.append(img[y:y + 32, x:x + 32, :3])
-    return np.stack(patches)
-
-
-def write_cifar(folder, patches: np.ndarray, protocol: int) -> None:
-    """Batches as the official ones: a dict with bytes keys, b'data' uint8 [n, 3072] (R, G, B planes)."""
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name, chunk in zip(names, np.array_split(patches, len(names))):
-        batch = {b"batch_label": f"{name} of 6".encode(),
-                 b"data": chunk.transpose(0, 3, 1, 2).reshape(len(chunk), 3072),
-                 b"labels": [i % 10 for i in range(len(chunk))],
-                 b"filenames": [f"patch_{i}.png".encode() for i in range(len(chunk))]}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
-
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
 def test_cifar10_batches(tmp_path, protocol):

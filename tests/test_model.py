@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from matnet.config import ConfigError, MetaModule, ModelConfig
+from matnet.data import dataset_info
 from matnet.model import MatNet
 from matnet.objectives import elbo_loss, iwae_bound
 from matnet.presets import PRESETS, preset
 
-SHAPES = {"cifar10-conv": (3, 32, 32)}
 
 
 def fake_batch(likelihood, shape, n=3):
@@ -18,7 +18,7 @@ def fake_batch(likelihood, shape, n=3):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_builds_and_has_the_right_shapes(name):
     cfg = preset(name)
-    shape = SHAPES.get(name, (1, 28, 28))
+    shape = dataset_info(cfg.data.dataset)
     model = MatNet(cfg.model, shape)
     x = fake_batch(cfg.model.likelihood, shape)
     out = model(x)
