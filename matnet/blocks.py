@@ -38,27 +38,32 @@ class GaussianParams(nn.Module):
 
 class TDModule(nn.Module):
     """Top-down module i: the conditional prior p(z_i | h^t_i) (eq. 8) and the state update
-    h^t_{i+1} = f^t_i(h^t_i, z_i) (eq. 7, or a GRU-style update when fully connected)."""
+    h^t_{i+1} = f^t_i(h^t_i, z_i) (eq. 7, or a GRU-style update when fully connected).
+
+    With latents = 0 the module is deterministic (eq. 7 without z_i, no prior): the same network
+    with fewer stochastic layers, used for one-latent-layer baselines."""
 
     def __init__(self, width: int, latents: int, fc: bool, leak: float, scale_init: float):
         super().__init__()
-        self.fc, self.leak = fc, leak
-        # eq. 8: [mu_bar; log sigma_bar^2] = conv(lrelu(conv(h^t_i, v_bar)), w_bar)
-        self.prior = GaussianParams(
-            nn.Sequential(layer(width, width, fc), nn.LeakyReLU(leak), layer(width, 2 * latents, fc)),
-            scale_init)
-        if fc:
+        self.leak, self.latents = leak, latents
+        self.gru = None
+        if latents > 0:
+            # eq. 8: [mu_bar; log sigma_bar^2] = conv(lrelu(conv(h^t_i, v_bar)), w_bar)
+            self.prior = GaussianParams(
+                nn.Sequential(layer(width, width, fc), nn.LeakyReLU(leak), layer(width, 2 * latents, fc)),
+                scale_init)
+        if fc and latents > 0:
             self.gru = nn.GRUCell(latents, width)
         else:
-            self.conv_v = conv3(width + latents, width)   # v^t_i
-            self.conv_w = conv3(width, width)             # w^t_i
+            self.conv_v = layer(width + latents, width, fc)   # v^t_i
+            self.conv_w = layer(width, width, fc)             # w^t_i
 
-    def forward(self, td_state: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        z = z.to(td_state.dtype)
-        if self.fc:
-            return self.gru(z, td_state)
+    def forward(self, td_state: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        if self.gru is not None:
+            return self.gru(z.to(td_state.dtype), td_state)
         # eq. 7: h^t_{i+1} = lrelu(h^t_i + conv(lrelu(conv([h^t_i; z_i], v)), w))
-        r = self.conv_w(F.leaky_relu(self.conv_v(torch.cat([td_state, z], 1)), self.leak))
+        h = td_state if z is None else torch.cat([td_state, z.to(td_state.dtype)], 1)
+        r = self.conv_w(F.leaky_relu(self.conv_v(h), self.leak))
         return F.leaky_relu(td_state + r, self.leak)
 
 

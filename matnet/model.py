@@ -58,8 +58,9 @@ def validate_layout(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> None
     prev = None
     for k, mm in enumerate(cfg.meta_modules):
         where = f"model.meta_modules[{k}]"
-        if mm.width < 1 or mm.modules < 1 or mm.latent_channels < 1:
-            raise ConfigError(f"{where}: width, modules and latent_channels must be >= 1, got {mm}")
+        if mm.width < 1 or mm.modules < 1 or mm.latent_channels < 0:
+            raise ConfigError(f"{where}: width and modules must be >= 1 and latent_channels >= 0 "
+                              f"(0: deterministic modules), got {mm}")
         if mm.scale < 0 or mm.scale > h:
             raise ConfigError(f"{where}.scale={mm.scale}: must be 0 (fully connected) or 1..{h}")
         if mm.scale == 0 and k > 0:
@@ -91,8 +92,9 @@ class MetaModule(nn.Module):
         self.width, self.scale, self.latents = width, scale, latents
         self.td = nn.ModuleList(TDModule(width, latents, fc, cfg.leak, cfg.param_scale_init)
                                 for _ in range(modules))
+        # A meta module of deterministic TD modules (latents = 0) has no latent layers to infer.
         self.merge = nn.ModuleList(MergeModule(width, latents, fc, cfg.leak, cfg.param_scale_init)
-                                   for _ in range(modules))
+                                   for _ in range(modules if latents > 0 else 0))
         self.bu = nn.ModuleList(BUModule(width, fc, cfg.leak) for _ in range(modules))
 
 
@@ -141,17 +143,17 @@ class MatNet(nn.Module):
     # ---- bookkeeping ---------------------------------------------------------------------------
     @property
     def num_layers(self) -> int:
-        return 1 + sum(len(m.td) for m in self.metas)
+        return 1 + sum(len(m.merge) for m in self.metas)
 
     def layer_meta(self) -> list[int]:
         """For every latent layer, the meta module it belongs to (-1 for the fully-connected z_0)."""
-        return [-1] + [k for k, m in enumerate(self.metas) for _ in m.td]
+        return [-1] + [k for k, m in enumerate(self.metas) for _ in m.merge]
 
     def layer_names(self) -> list[str]:
         names = ["z0 (fc)"]
         for m in self.metas:
             tag = "fc" if m.scale == 0 else f"{m.scale}x{m.scale}"
-            names += [f"z{len(names)} ({tag})" for _ in m.td]
+            names += [f"z{len(names)} ({tag})" for _ in m.merge]
         return names
 
     def meta_labels(self) -> dict[int, str]:
@@ -229,6 +231,10 @@ class MatNet(nn.Module):
                 td_state = self.td_up[m - 1](td_state)
                 if layer < k:
                     merge_state = self.merge_up[m - 1](merge_state)
+            if meta.latents == 0:  # deterministic modules: eq. 7 without z
+                for td in meta.td:
+                    td_state = td(td_state, None)
+                continue
             for i, (td, merge) in enumerate(zip(meta.td, meta.merge)):
                 p_mean, p_logvar = td.prior(td_state)                            # eq. 8
                 if layer < k:

@@ -108,3 +108,20 @@ def test_other_layouts_build():
         model = MatNet(ModelConfig(meta_modules=layout, data_width=8), (1, 28, 28))
         out = model(fake_batch("bernoulli", (1, 28, 28)))
         assert out.kl_per_layer.shape[1] == 1 + sum(m.modules for m in layout)
+
+
+def test_deterministic_meta_modules_make_a_one_latent_layer_baseline():
+    # latent_channels = 0: the same network with z_0 as its only stochastic layer (the bench's
+    # baseline). Its TD modules still learn; there is nothing for merge modules to infer.
+    from matnet.bench import baseline_config
+    cfg = baseline_config()
+    model = MatNet(cfg.model, (1, 28, 28))
+    assert model.num_layers == 1 and model.layer_meta() == [-1]
+    x = fake_batch("bernoulli", (1, 28, 28), 4)
+    out = model(x)
+    assert out.kl_per_layer.shape == (4, 1)
+    elbo_loss(out).backward()
+    assert all(p.grad is not None for m in model.metas for p in m.td.parameters())
+    assert model.sample(2).shape == (2, 1, 28, 28)
+    est = iwae_bound(model.eval(), x, 20)
+    assert torch.isfinite(est.iwae).all()
