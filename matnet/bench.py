@@ -98,7 +98,7 @@ def throughput(config: Config, device: torch.device, batch: int = 100, steps: in
     matmul = matmul_flops_per_s(device, torch.bfloat16 if amp else torch.float32)
     achieved = flops_per_step / dt
     return {
-        "model": "mnist-conv", "device": str(device), "device_name": device_name(device),
+        "model": "mnist-conv" + (f" + {config.model.ar_layers}-layer head" if config.model.ar_layers else ""), "device": str(device), "device_name": device_name(device),
         "batch_size": batch, "amp_bf16": amp, "parameters": sum(p.numel() for p in model.parameters()),
         "train_images_per_s": batch / dt, "train_step_ms": dt * 1e3,
         "iwae_samples_per_s": iwae_images * iwae_k / t_iwae,
@@ -106,6 +106,21 @@ def throughput(config: Config, device: torch.device, batch: int = 100, steps: in
         "flops_per_train_step": flops_per_step, "achieved_flop_per_s": achieved,
         "matmul_flop_per_s": matmul, "fraction_of_matmul": achieved / matmul,
     }
+
+
+def sample_seconds(config: Config, device: torch.device, n: int = 1) -> float:
+    """Wall time to draw n images (with the autoregressive head: pixel by pixel)."""
+    model = MatNet(config.model, (1, 28, 28)).to(device).eval()
+    model.sample(n)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    model.sample(n)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def with_head(config: Config, layers: int = 5, channels: int = 64) -> Config:
+    return config.with_overrides({"model.ar_layers": layers, "model.ar_channels": channels})
 
 
 def device_name(device: torch.device) -> str:
@@ -161,12 +176,22 @@ def main(argv: list[str] | None = None) -> int:
     device = cli.resolve_device(args.device)
     if args.what == "speed":
         r = throughput(preset("mnist-conv"), device, steps=args.steps)
+        head = throughput(with_head(preset("mnist-conv")), device, steps=args.steps)
+        r["with_head"] = {k: head[k] for k in ("model", "train_images_per_s", "train_step_ms", "peak_memory_mb",
+                                               "fraction_of_matmul")}
+        r["sample_one_image_s"] = sample_seconds(preset("mnist-conv"), device)
+        r["sample_one_image_with_head_s"] = sample_seconds(with_head(preset("mnist-conv")), device)
         print(f"mnist-conv, batch {r['batch_size']}, {r['device_name']}{' (bf16 autocast)' if r['amp_bf16'] else ''}")
         print(f"  training      {r['train_images_per_s']:10.1f} images/s   ({r['train_step_ms']:.1f} ms/step)")
         print(f"  IWAE          {r['iwae_samples_per_s']:10.1f} samples/s")
         print(f"  peak memory   {r['peak_memory_mb']:10.1f} MiB ({r['peak_memory_kind']})")
         print(f"  model FLOP/s  {r['achieved_flop_per_s'] / 1e9:10.2f} GFLOP/s = "
               f"{100 * r['fraction_of_matmul']:.1f}% of dense matmul ({r['matmul_flop_per_s'] / 1e9:.1f} GFLOP/s)")
+        h = r["with_head"]
+        print(f"with a {h['model'].split('+ ')[1]} (64 channels):")
+        print(f"  training      {h['train_images_per_s']:10.1f} images/s   ({h['train_step_ms']:.1f} ms/step)")
+        print(f"  one sample    {r['sample_one_image_with_head_s'] * 1e3:10.1f} ms (pixel by pixel; "
+              f"{r['sample_one_image_s'] * 1e3:.1f} ms without the head)")
     else:
         r = quality(args.minutes, device, args.samples, args.limit, Path(args.out), args.data_dir)
         print(f"{'model':>18}  {'layers':>6}  {'steps':>6}  {'IWAE k=' + str(args.samples):>12}  {'ELBO':>8}")

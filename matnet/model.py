@@ -153,7 +153,7 @@ class MatNet(nn.Module):
         names = ["z0 (fc)"]
         for m in self.metas:
             tag = "fc" if m.scale == 0 else f"{m.scale}x{m.scale}"
-            names += [f"z{len(names)} ({tag})" for _ in m.merge]
+            names += [f"z{len(names) + i} ({tag})" for i in range(len(m.merge))]
         return names
 
     def meta_labels(self) -> dict[int, str]:

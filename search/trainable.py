@@ -1,0 +1,92 @@
+"""The Ray Tune function trainable: one trial = one call of `matnet.train.train`.
+
+Every evaluation of `train()` becomes one Tune result (an "epoch" for ASHA) with the matnet
+checkpoint directory just written, so Tune keeps, ranks and restores matnet checkpoints as they
+are. A trial that Tune restarts (a crash, a lost worker, a resumed search) gets its last checkpoint
+back from `tune.get_checkpoint()`; it is copied to `RUN_DIR/checkpoint`, from where `train()`
+resumes on its own, exactly where it stopped.
+
+The trial side knows nothing of MLflow: the driver logs every result (search/tracking.py), so
+trials on other nodes need no access to the tracking server.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+STATUS_RUNNING = "running"
+STATUS_DIVERGED = "diverged"
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Scalars only: list-valued metrics become one key per entry (val_kl_per_layer -> val_kl_0, ...)."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, (list, tuple)):
+            stem = "val_kl" if k == "val_kl_per_layer" else k
+            for i, x in enumerate(v):
+                out[f"{stem}_{i}"] = x
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[k] = v
+    return out
+
+
+def run_trial(config: dict[str, Any], space: Any) -> None:
+    """The trial: `config` holds the parameters Optuna drew; `space` (search.spaces.Space) turns
+    them into a matnet Config."""
+    import logging
+
+    import torch
+    from ray import tune
+
+    from matnet.cli import NonFiniteLossError
+    from matnet.train import train
+
+    # Ray logs a line for every checkpoint persisted; the trial table says enough.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    spec = space.spec
+    cfg = space.trial_config(config)
+    # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch's intra-op pool should match it.
+    torch.set_num_threads(max(1, int(spec.experiment.resources.cpu)))
+
+    run_dir = Path(tune.get_context().get_trial_dir()) / "matnet"
+    # Start from exactly what Tune knows: its last checkpoint, or nothing.
+    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    shutil.rmtree(run_dir / ".checkpoint.old", ignore_errors=True)
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with restored.as_directory() as d:
+            shutil.copytree(d, run_dir / "checkpoint")
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)
+
+    # Time inside train() except the time spent handing results and checkpoints to Tune: the
+    # part of a trial slot that does useful work (search.bench reports it).
+    clock = {"start": time.monotonic(), "in_report": 0.0}
+    last: dict[str, Any] = {}
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        t0 = time.monotonic()
+        flat = flat_metrics(metrics)
+        flat["status"] = STATUS_RUNNING
+        flat["train_call_s"] = t0 - clock["start"] - clock["in_report"]
+        last.clear()
+        last.update(flat)
+        ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        tune.report(flat, checkpoint=ckpt)
+        clock["in_report"] += time.monotonic() - t0
+
+    try:
+        train(cfg, run_dir, report=report, progress=False)
+    except NonFiniteLossError as e:
+        # End this trial with a clear status; the search goes on. No checkpoint: the last good one
+        # stays the trial's latest. The metric is NaN: ASHA ignores NaN when it ranks trials (an
+        # infinity would distort its cut-offs), Optuna is told FAIL (search/searcher.py).
+        final = dict(last)
+        final.update({"status": STATUS_DIVERGED, "error": str(e).splitlines()[0][:300],
+                      spec.experiment.metric: math.nan})
+        tune.report(final)

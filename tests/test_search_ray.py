@@ -1,0 +1,265 @@
+"""Real searches on real Ray: a tiny MatNet on a slice of MNIST.
+
+- a search runs its trials, ASHA stops some, Optuna records those as PRUNED, MLflow holds one parent
+  and one child per trial, and best/ loads and evaluates;
+- a search interrupted part way (SIGTERM to `python -m search.run`) and resumed with --resume does
+  not run its finished trials again, completes, and leaves MLflow without duplicated or RUNNING runs.
+
+Each test starts its own private Ray (search.run does) and shuts it down.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPACE = """\
+experiment:
+  name: {name}
+  num_samples: {n}
+  max_concurrent: 2
+  resources: {{cpu: 1, gpu: 0}}
+  max_failures: 1
+  keep_checkpoints: 1
+base: tiny
+data: {{dataset: mnist, train_limit: 500, eval_limit: 100}}
+fixed:
+  train: {{max_steps: {steps}, eval_every_steps: 8, batch_size: 50, device: cpu, max_nonfinite_in_a_row: 2}}
+  model: {{data_width: 8, top_latents: 8}}
+search:
+  train.lr: {{type: float, low: 1.0e-4, high: 2.0e-2, log: true}}
+  # Only the point tried first takes this branch: a learning rate that makes training diverge.
+  diverge: {{type: categorical, choices: [false, true], when: {{train.lr: {{ge: 0.02}}}}}}
+  huge_lr: {{key: train.lr, type: categorical, choices: [10000.0], when: {{diverge: true}}}}
+  model.meta_modules:
+    type: repeat
+    count: {{type: int, low: 1, high: 2}}
+    scales: [7, 14]
+    each:
+      modules: 1
+      width: {{type: categorical, choices: [8, 16]}}
+      latent_channels: 2
+scheduler: {{type: {scheduler}, grace_period: 1, reduction_factor: 2}}
+sampler: {{type: tpe, seed: 0, n_startup_trials: 10}}
+mlflow: {{sample_images: 16}}
+export: {{iwae_k: 4, limit: 40, top_trials: 3}}
+{points}"""
+
+
+def write_space(tmp_path: Path, name: str, n: int, steps: int, scheduler: str, diverge_first: bool = False) -> Path:
+    f = tmp_path / f"{name}.yaml"
+    points = "points_to_evaluate:\n  - {train.lr: 0.02, diverge: true}\n" if diverge_first else ""
+    f.write_text(SPACE.format(name=name, n=n, steps=steps, scheduler=scheduler, points=points))
+    return f
+
+
+def mlflow_runs(uri: str):
+    from mlflow.tracking import MlflowClient
+    c = MlflowClient(uri)
+    exps = [e.experiment_id for e in c.search_experiments()]
+    runs = c.search_runs(exps, max_results=1000) if exps else []
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return c, parents, kids
+
+
+def optuna_trials(exp_dir: Path):
+    state = pickle.loads(Path(glob.glob(str(exp_dir / "searcher-state-*.pkl"))[0]).read_bytes())
+    return state["_ot_study"].trials
+
+
+def result_lines(exp_dir: Path) -> dict[str, int]:
+    """trial id -> results it logged (lines of result.json)."""
+    out = {}
+    for d in exp_dir.glob("run_trial_*"):
+        f = d / "result.json"
+        tid = d.name.split("_")[2]
+        out[tid] = len(f.read_text().splitlines()) if f.exists() else 0
+    return out
+
+
+def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path, monkeypatch):
+    from search import run
+
+    monkeypatch.chdir(tmp_path)
+    space = write_space(tmp_path, "asha", n=7, steps=32, scheduler="asha", diverge_first=True)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    storage = tmp_path / "results"
+    t0 = time.monotonic()
+    assert run.main([str(space), "--storage", str(storage), "--tracking-uri", uri]) == 0
+    print(f"search of 7 trials: {time.monotonic() - t0:.0f} s")
+    exp_dir = storage / "asha"
+
+    # Optuna: every trial told; the ones ASHA stopped are PRUNED at the step they reached; the
+    # one whose loss went non-finite FAILED (and the search went on).
+    trials = optuna_trials(exp_dir)
+    assert len(trials) == 7
+    pruned = {t.user_attrs["ray_trial_id"]: t for t in trials if t.state == TrialState.PRUNED}
+    complete = {t.user_attrs["ray_trial_id"]: t for t in trials if t.state == TrialState.COMPLETE}
+    failed = {t.user_attrs["ray_trial_id"]: t for t in trials if t.state == TrialState.FAIL}
+    assert trials[0].params["diverge"] is True and trials[0].state == TrialState.FAIL
+    assert len(failed) == 1 and trials[0].user_attrs["status"] == "diverged"
+    diverged_id = trials[0].user_attrs["ray_trial_id"]
+    assert pruned, "ASHA stopped no trial"
+    assert complete and len(pruned) + len(complete) == 6
+    lines = result_lines(exp_dir)
+    for tid, t in pruned.items():
+        assert t.last_step < 32 and t.last_step == 8 * lines[tid]  # the step it reached
+        assert t.value == t.intermediate_values[t.last_step]
+    for tid, t in complete.items():
+        assert t.last_step == 32 and lines[tid] == 4
+
+    # MLflow: one parent, one child per trial, all finished, statuses agree with Optuna.
+    client, parents, kids = mlflow_runs(uri)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert len(kids) == 7 and len({k.data.tags["trial_id"] for k in kids}) == 7
+    assert all(k.data.tags["mlflow.parentRunId"] == parent.info.run_id for k in kids)
+    bad = [k for k in kids if k.data.tags["trial_id"] == diverged_id][0]
+    assert bad.info.status == "FAILED" and bad.data.tags["status"] == "diverged" and "diverged" in bad.data.tags["error"]
+    kids = [k for k in kids if k is not bad]
+    assert all(k.info.status == "FINISHED" for k in kids)
+    assert {k.data.tags["trial_id"] for k in kids if k.data.tags["status"] == "pruned"} == set(pruned)
+    for k in kids:
+        tid = k.data.tags["trial_id"]
+        hist = client.get_metric_history(k.info.run_id, "val_elbo_nats")
+        assert len(hist) == lines[tid] and [h.step for h in hist] == [8 * (i + 1) for i in range(lines[tid])]
+        assert "train.lr" in k.data.params and "model.meta_modules" in k.data.params
+        figs = {Path(a.path).name for a in client.list_artifacts(k.info.run_id, "figures")}
+        assert {"samples.png", "kl_per_layer.json", "kl_per_layer.png"} <= figs
+    assert {"best", "summary.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "best_test_nll_nats" in parent.data.metrics
+
+    # best/ is a matnet checkpoint that loads and evaluates; summary.json describes it.
+    summary = json.loads((exp_dir / "summary.json").read_text())
+    assert summary["best"]["evaluation"]["iwae_k"] == 4 and summary["trials"]["total"] == 7
+    assert summary["trials"]["diverged"] == 1
+    assert summary["best"]["trial_id"] in complete or summary["best"]["trial_id"] in pruned
+    from matnet.checkpoint import load_checkpoint
+    from matnet.data import load_split
+    from matnet.evaluate import evaluate_iwae
+    model, cfg, meta = load_checkpoint(exp_dir / "best")
+    r = evaluate_iwae(model, load_split(cfg.data, "test"), k=3, limit=10, progress=False)
+    assert 0 < r["nll_nats"] < 1000 and r["nll_nats"] <= r["elbo_nats"] + 1e-6
+    assert meta["metrics"]["val_elbo_nats"] == pytest.approx(summary["best"]["best_val_elbo_nats"])
+
+    # search.export redoes it from the directory alone.
+    out = subprocess.run([sys.executable, "-m", "search.export", str(exp_dir), "--samples", "2", "--limit", "10"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads((exp_dir / "summary.json").read_text())["best"]["evaluation"]["iwae_k"] == 2
+    _, parents, kids = mlflow_runs(uri)
+    assert len(parents) == 1 and len(kids) == 7
+
+
+def _wait_finished_children(uri: str, n: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"search ended early:\n{proc.stdout.read()[-3000:]}")
+        try:
+            _, _, kids = mlflow_runs(uri)
+            if sum(k.info.status == "FINISHED" for k in kids) >= n:
+                return
+        except Exception:  # the database is not there yet
+            pass
+        time.sleep(1.0)
+    raise AssertionError(f"fewer than {n} trials finished in {timeout} s")
+
+
+def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
+    space = write_space(tmp_path, "resume", n=4, steps=48, scheduler="none")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    storage = tmp_path / "results"
+    exp_dir = storage / "resume"
+    cmd = [sys.executable, "-m", "search.run", str(space), "--storage", str(storage), "--tracking-uri", uri]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_finished_children(uri, 2, proc, timeout=240)
+        time.sleep(2.0)  # the next trials are under way
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    assert "--resume" in out
+
+    client, parents, kids = mlflow_runs(uri)
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
+    assert not [r for r in parents + kids if r.info.status == "RUNNING"]
+    finished = {k.data.tags["trial_id"]: k for k in kids if k.info.status == "FINISHED"}
+    assert len(finished) >= 2
+    assert len(finished) < 4, "the search was not interrupted part way"
+    before = result_lines(exp_dir)
+    assert all(before[t] == 6 for t in finished)
+
+    r = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+
+    client, parents2, kids2 = mlflow_runs(uri)
+    assert len(parents2) == 1 and parents2[0].info.run_id == parents[0].info.run_id
+    assert parents2[0].info.status == "FINISHED"
+    assert len(kids2) == 4 and len({k.data.tags["trial_id"] for k in kids2}) == 4
+    assert all(k.info.status == "FINISHED" for k in kids2)
+    after = result_lines(exp_dir)
+    assert len(after) == 4 and all(v == 6 for v in after.values())
+    for tid, k in finished.items():  # finished trials were not run again
+        assert after[tid] == before[tid]
+        k2 = next(x for x in kids2 if x.data.tags["trial_id"] == tid)
+        assert k2.info.end_time == k.info.end_time
+    for k in kids2:  # no iteration logged twice, even for the trials that were cut off
+        hist = client.get_metric_history(k.info.run_id, "training_iteration")
+        assert sorted(h.value for h in hist) == [1, 2, 3, 4, 5, 6]
+    assert (exp_dir / "summary.json").exists() and (exp_dir / "best" / "model.safetensors").exists()
+
+
+def test_a_killed_trial_worker_restarts_from_its_last_checkpoint(tmp_path):
+    space = write_space(tmp_path, "crash", n=1, steps=64, scheduler="none")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    storage = tmp_path / "results"
+    cmd = [sys.executable, "-m", "search.run", str(space), "--storage", str(storage), "--tracking-uri", uri,
+           "--no-export"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        pid = None
+        while time.monotonic() < deadline and pid is None:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            for f in (storage / "crash").glob("run_trial_*/result.json"):
+                lines = f.read_text().splitlines()
+                if len(lines) >= 3:
+                    pid = json.loads(lines[-1])["pid"]
+            time.sleep(0.5)
+        assert pid is not None, "the trial did not report"
+        os.kill(pid, signal.SIGKILL)  # the worker dies mid-trial
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+
+    results = [json.loads(line) for f in (storage / "crash").glob("run_trial_*/result.json")
+               for line in f.read_text().splitlines()]
+    iterations = [r["training_iteration"] for r in results]
+    assert iterations[-1] == 8 and len({r["pid"] for r in results}) == 2  # finished, in a second worker
+    steps = [r["step"] for r in results]
+    restarted_at = next(i for i, r in enumerate(results) if r["pid"] != results[0]["pid"])
+    # The new worker went on from the last checkpoint: its first step follows one already reported.
+    assert steps[restarted_at] - 8 in steps[:restarted_at]
+    _, parents, kids = mlflow_runs(uri)
+    assert len(kids) == 1 and kids[0].info.status == "FINISHED" and kids[0].data.tags["status"] == "completed"
+    assert kids[0].data.tags.get("restarts") == "1"

@@ -1,0 +1,319 @@
+"""Search spaces: YAML -> validated model -> Optuna define-by-run, without Ray."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from matnet.config import Config
+from search.spaces import Space, SpaceError, check_resume_compatible, load_space
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "spaces").glob("*.yaml"))
+
+BASE = """\
+experiment:
+  name: t
+  num_samples: 4
+base: tiny
+data: {dataset: mnist, train_limit: 500, eval_limit: 100}
+fixed:
+  train: {max_steps: 40, eval_every_steps: 10, batch_size: 50}
+"""
+
+
+def space_from(text: str, tmp_path: Path, name: str = "s.yaml") -> Space:
+    f = tmp_path / name
+    f.write_text(textwrap.dedent(text))
+    return load_space(f)
+
+
+def error_of(text: str, tmp_path: Path) -> str:
+    with pytest.raises(SpaceError) as e:
+        space_from(text, tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    assert msg.startswith(str(tmp_path / "s.yaml") + ":"), msg
+    return msg
+
+
+def test_shipped_spaces_load_and_sample():
+    names = {f.stem for f in SHIPPED}
+    assert {"quickstart", "mnist", "omniglot", "cifar10"} <= names
+    for f in SHIPPED:
+        space = load_space(f)
+        for params in space.sample(4):
+            cfg = space.trial_config(params)
+            assert isinstance(cfg, Config)
+            from matnet.data import dataset_info
+            from matnet.model import validate_layout
+            validate_layout(cfg.model, dataset_info(cfg.data.dataset))
+
+
+def test_quickstart_is_small_enough_for_a_laptop():
+    s = load_space(ROOT / "spaces" / "quickstart.yaml")
+    e = s.spec.experiment
+    assert e.num_samples >= 8 and s.spec.scheduler.type == "asha" and e.resources.gpu == 0
+    assert s.base_config().data.dataset == "mnist" and s.base_config().train.device == "cpu"
+    assert s.spec.export.iwae_k < 2500
+    for f in ("mnist", "omniglot", "cifar10"):
+        paper = load_space(ROOT / "spaces" / f"{f}.yaml")
+        assert paper.spec.export.iwae_k == 2500 and paper.spec.experiment.resources.gpu > 0
+
+
+def test_scalars_fixed_and_data_reach_the_config(tmp_path):
+    s = space_from(BASE + """\
+search:
+  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+  train.kl_warmup_steps: {type: int, low: 0, high: 100, step: 50}
+  model.top_latents: {type: categorical, choices: [8, 16]}
+""", tmp_path)
+    params = s.sample(1, seed=3)[0]
+    assert set(params) == {"train.lr", "train.kl_warmup_steps", "model.top_latents"}
+    cfg = s.trial_config(params)
+    assert cfg.train.lr == params["train.lr"] and 1e-4 <= cfg.train.lr <= 1e-2
+    assert cfg.train.kl_warmup_steps in (0, 50, 100)
+    assert cfg.model.top_latents in (8, 16)
+    assert cfg.data.train_limit == 500 and cfg.train.max_steps == 40 and cfg.train.batch_size == 50
+    assert Path(cfg.data.data_dir).is_absolute()  # trials run in their own directories
+    assert s.reports_per_trial() == 4
+
+
+def test_conditions_and_otherwise(tmp_path):
+    s = space_from(BASE + """\
+search:
+  use_warmup: {type: categorical, choices: [true, false]}
+  train.kl_warmup_steps: {type: int, low: 10, high: 100, when: {use_warmup: true}, otherwise: 0}
+  train.lr: {type: float, low: 1.0e-4, high: 1.0e-3, when: {train.kl_warmup_steps: {gt: 50}}}
+""", tmp_path)
+    seen = set()
+    for params in s.sample(30, seed=0):
+        cfg = s.trial_config(params)
+        if params["use_warmup"]:
+            assert "train.kl_warmup_steps" in params and cfg.train.kl_warmup_steps == params["train.kl_warmup_steps"]
+            assert ("train.lr" in params) == (params["train.kl_warmup_steps"] > 50)
+        else:
+            assert "train.kl_warmup_steps" not in params and "train.lr" not in params
+            assert cfg.train.kl_warmup_steps == 0  # otherwise
+            assert cfg.train.lr == 1e-3  # the base preset's value
+        assert "use_warmup" not in s.overrides(params)  # a helper sets no config key
+        seen.add((params["use_warmup"], "train.lr" in params))
+    assert seen == {(True, True), (True, False), (False, False)}
+
+
+def test_repeated_block_searches_the_number_of_meta_modules(tmp_path):
+    s = space_from(BASE + """\
+search:
+  model.meta_modules:
+    type: repeat
+    count: {type: int, low: 1, high: 2}
+    scales: [7, 14]
+    each:
+      modules: {type: int, low: 1, high: 3}
+      width: {type: categorical, choices: [16, 32]}
+      latent_channels: 4
+""", tmp_path)
+    counts = set()
+    for params in s.sample(20, seed=1):
+        n = params["model.meta_modules.count"]
+        counts.add(n)
+        cfg = s.trial_config(params)
+        mms = cfg.model.meta_modules
+        assert [m.scale for m in mms] == [7, 14][-n:]  # coarse to fine, ending at the finest scale
+        for m in mms:
+            tag = f"{m.scale}x{m.scale}"
+            assert m.modules == params[f"model.meta_modules.{tag}.modules"]
+            assert m.width == params[f"model.meta_modules.{tag}.width"]
+            assert m.latent_channels == 4
+        if n == 1:
+            assert not any(k.startswith("model.meta_modules.7x7") for k in params)
+    assert counts == {1, 2}
+
+
+def test_define_by_run_drives_a_real_optuna_study(tmp_path):
+    s = space_from(BASE + """\
+search:
+  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+  model.meta_modules:
+    type: repeat
+    count: {type: categorical, choices: [1, 2]}
+    scales: [7, 14]
+    each:
+      modules: {type: int, low: 1, high: 2}
+      width: 16
+      latent_channels: {type: int, low: 2, high: 8, step: 2}
+sampler: {type: tpe, seed: 0, n_startup_trials: 3}
+points_to_evaluate:
+  - {train.lr: 1.0e-3, model.meta_modules.count: 1}
+""", tmp_path)
+    study = optuna.create_study(sampler=s.make_sampler())
+    for pt in s.points():
+        study.enqueue_trial(pt)
+    study.optimize(lambda t: (s.suggest(t), s.trial_config(t.params).train.lr)[1], n_trials=8)
+    assert study.trials[0].params["train.lr"] == 1e-3 and study.trials[0].params["model.meta_modules.count"] == 1
+    dist = study.trials[-1].distributions["train.lr"]
+    assert dist.log and dist.low == 1e-4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_list_valued_choices_are_encoded_for_optuna(tmp_path):
+    s = space_from(BASE + """\
+search:
+  train.betas: {type: categorical, choices: [[0.9, 0.99], [0.8, 0.999]]}
+""", tmp_path)
+    p = s.sample(1, seed=0)[0]
+    assert isinstance(p["train.betas"], str)  # Optuna keeps scalars only
+    assert list(s.trial_config(p).train.betas) in ([0.9, 0.99], [0.8, 0.999])
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: one line naming the file, the key and the fix
+
+SEARCH_LR = "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n"
+
+
+@pytest.mark.parametrize("text, where, fix", [
+    # unknown keys, at every level
+    (BASE + "colour: red\n" + SEARCH_LR, "unknown key 'colour'", "known keys here: experiment"),
+    (BASE.replace("num_samples: 4", "num_samples: 4\n  num_sample: 3") + SEARCH_LR,
+     "experiment.num_sample", "known keys here"),
+    (BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, lg: true}\n",
+     "search.train.lr.lg", "known keys here"),
+    (BASE + "search:\n  train.lrate: {type: float, low: 1.0e-4, high: 1.0e-2}\n",
+     "search.train.lrate", "known keys: train."),
+    (BASE.replace("max_steps: 40", "max_step: 40") + SEARCH_LR, "fixed.train.max_step", "known keys"),
+    (BASE.replace("train_limit: 500", "train_lim: 500") + SEARCH_LR, "data.train_lim", "known"),
+    (BASE + SEARCH_LR + "scheduler: {type: asha, grace: 2}\n", "scheduler.grace", "known keys here"),
+    # bad bounds
+    (BASE + "search:\n  train.lr: {type: float, low: 1.0e-2, high: 1.0e-4}\n", "search.train.lr", "swap them"),
+    (BASE + "search:\n  train.lr: {type: float, low: 0, high: 1.0e-2, log: true}\n", "search.train.lr",
+     "raise low or drop log"),
+    (BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true, step: 1.0e-4}\n",
+     "search.train.lr", "drop one of them"),
+    (BASE + "search:\n  train.kl_warmup_steps: {type: int, low: 0, high: 10, step: 0}\n",
+     "search.train.kl_warmup_steps", "fix step"),
+    (BASE + "search:\n  train.kl_warmup_steps: {type: int, low: 0.5, high: 10}\n",
+     "search.train.kl_warmup_steps.low", "fix the value"),
+    (BASE + "search:\n  model.top_latents: {type: float, low: 8, high: 16.5}\n",
+     "search.model.top_latents", "change the bounds or choices"),
+    (BASE + "search:\n  train.max_steps: {type: int, low: 10, high: 40}\n", "search.train.max_steps",
+     "remove it there"),
+    (BASE + "search:\n  model.top_latents: {type: categorical, choices: []}\n",
+     "search.model.top_latents.choices", "list at least one"),
+    (BASE + "search:\n  model.top_latents: {type: categorical, choices: [8, 8]}\n",
+     "search.model.top_latents.choices", "remove the duplicate"),
+    (BASE + "search:\n  train.lr: {low: 1.0e-4, high: 1.0e-2}\n", "search.train.lr", "needs a type"),
+    (BASE + "search:\n  train.lr: {type: flot, low: 1.0e-4, high: 1.0e-2}\n", "search.train.lr", "not known"),
+    # references to parameters not defined earlier
+    (BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, when: {use_big: true}}\n"
+            "  use_big: {type: categorical, choices: [true, false]}\n",
+     "search.train.lr.when.use_big", "define it earlier"),
+    (BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, when: {nothing: 1}}\n",
+     "search.train.lr.when.nothing", "define it earlier"),
+    # repeated blocks
+    (BASE + "search:\n  model.meta_modules:\n    type: repeat\n    count: {type: int, low: 1, high: 3}\n"
+            "    scales: [7, 14]\n    each: {modules: 1, width: 16, latent_channels: 4}\n",
+     "search.model.meta_modules.count", "list more scales"),
+    (BASE + "search:\n  model.meta_modules:\n    type: repeat\n    count: 1\n    scales: [7, 14]\n"
+            "    each: {modules: 1, width: 16}\n", "search.model.meta_modules.each", "missing latent_channels"),
+    (BASE + "search:\n  model.meta_modules:\n    type: repeat\n    count: 1\n    scales: [5]\n"
+            "    each: {modules: 1, width: 16, latent_channels: 4}\n", "search.model.meta_modules.scales",
+     "must divide the image size"),
+    (BASE + "search:\n  model.top_latents:\n    type: repeat\n    count: 1\n    each: {modules: 1}\n",
+     "search.model.top_latents", "cannot be repeated"),
+    # the rest
+    (BASE + SEARCH_LR + "points_to_evaluate:\n  - {train.lr: 5.0}\n", "points_to_evaluate[0].train.lr",
+     "inside the bounds"),
+    (BASE + SEARCH_LR + "points_to_evaluate:\n  - {train.lrr: 1.0e-3}\n", "points_to_evaluate[0].train.lrr",
+     "use one of: train.lr"),
+    (BASE + "search:\n  train.epochs: {type: int, low: 10, high: 40}\n", "scheduler.max_t", "set max_t"),
+    (BASE.replace("base: tiny", "base: huge") + SEARCH_LR, "base", "use one of"),
+    (BASE.replace("max_steps: 40", "max_steps: forty") + SEARCH_LR, "fixed.train.max_steps", "fix the value"),
+    (BASE + "search: [\n", "not valid YAML at line", "fix the syntax"),
+    (BASE.replace("name: t", "name: 'a b'") + SEARCH_LR, "experiment.name", "use letters"),
+])
+def test_validation_errors_are_one_line_with_key_and_fix(tmp_path, text, where, fix):
+    msg = error_of(text, tmp_path)
+    assert where in msg, msg
+    assert fix in msg, msg
+
+
+def test_categorical_whose_choices_change_on_resume(tmp_path):
+    old = space_from(BASE + "search:\n  model.top_latents: {type: categorical, choices: [8, 16]}\n", tmp_path, "a.yaml")
+    new = space_from(BASE + "search:\n  model.top_latents: {type: categorical, choices: [8, 32]}\n", tmp_path, "b.yaml")
+    with pytest.raises(SpaceError) as e:
+        check_resume_compatible(old, new)
+    msg = str(e.value)
+    assert "search.model.top_latents.choices" in msg and "changed from [8, 16] to [8, 32]" in msg
+    assert "--name" in msg and "\n" not in msg
+    same = space_from(BASE + "search:\n  model.top_latents: {type: categorical, choices: [8, 16]}\n", tmp_path, "c.yaml")
+    check_resume_compatible(old, same)
+    bounds = space_from(BASE + "search:\n  model.top_latents: {type: int, low: 8, high: 16}\n", tmp_path, "d.yaml")
+    with pytest.raises(SpaceError, match="changed since the search started"):
+        check_resume_compatible(old, bounds)
+
+
+def test_cli_errors_are_one_line_with_exit_status_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE + "search:\n  train.lr: {type: float, low: 1.0e-2, high: 1.0e-4}\n")
+    for args in ([str(bad)], [str(bad), "--dry-run"], [str(tmp_path / "missing.yaml")],
+                 [str(ROOT / "spaces" / "quickstart.yaml"), "--address", "127.0.0.1:1", "--storage", "relative/dir"],
+                 [str(ROOT / "spaces" / "quickstart.yaml"), "--address", "127.0.0.1:1"],
+                 [str(ROOT / "spaces" / "quickstart.yaml"), "--resume", "--storage", str(tmp_path / "none")]):
+        r = subprocess.run([sys.executable, "-m", "search.run", *args], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=120)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+        assert "Traceback" not in r.stderr
+    assert "swap them" in subprocess.run([sys.executable, "-m", "search.run", str(bad)], capture_output=True,
+                                         text=True, cwd=tmp_path).stderr
+
+
+def test_cluster_storage_must_be_shared(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "search.run", str(ROOT / "spaces" / "quickstart.yaml"),
+                        "--address", "127.0.0.1:1", "--storage", "results"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "relative path" in r.stderr and "s3://" in r.stderr and "--shared-storage" in r.stderr
+
+
+def test_dry_run_prints_sampled_configurations():
+    r = subprocess.run([sys.executable, "-m", "search.run", "spaces/quickstart.yaml", "--dry-run"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "valid" in r.stdout and r.stdout.count("sample ") >= 3 and "latent layers" in r.stdout
+
+
+@pytest.mark.parametrize("name", ["mnist", "omniglot", "cifar10"])
+def test_paper_scale_spaces_search_the_extensions(name, tmp_path):
+    """The head's size and the inference-regularizer weight reach the trial configs; the
+    regularizer (a draw from the model at every step, pixel by pixel with a head) is searched only
+    for models without a head."""
+    s = space_from((ROOT / "spaces" / f"{name}.yaml").read_text(), tmp_path)
+    seen_head = seen_reg = False
+    for params in s.sample(16, seed=0):
+        cfg = s.trial_config(params)
+        assert cfg.model.ar_layers == params["model.ar_layers"]
+        assert ("model.ar_channels" in params) == (cfg.model.ar_layers > 0)
+        if cfg.model.ar_layers > 0:
+            seen_head = True
+            assert cfg.train.inference_reg_weight == 0.0
+        else:
+            seen_reg = True
+            assert cfg.train.inference_reg_weight == params["train.inference_reg_weight"] > 0
+    assert seen_head and seen_reg
+
+
+def test_a_key_set_twice_needs_a_condition(tmp_path):
+    msg = error_of(BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n"
+                          "  lr2: {key: train.lr, type: float, low: 1.0e-4, high: 1.0e-2}\n", tmp_path)
+    assert "search.lr2" in msg and "sets train.lr, which search.train.lr sets too" in msg and "`when`" in msg
+    s = space_from(BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n"
+                          "  big: {type: categorical, choices: [true, false]}\n"
+                          "  lr2: {key: train.lr, type: categorical, choices: [0.5], when: {big: true}}\n", tmp_path)
+    for params in s.sample(10, seed=0):
+        assert s.trial_config(params).train.lr == (0.5 if params["big"] else params["train.lr"])
