@@ -330,6 +330,8 @@ class MlflowCallback(Callback):
             run_id = self._child(trial)
             last = trial.last_result or {}
             tags = {STATUS_TAG: status}
+            if last.get("ray_node_id"):
+                tags["ray_node_id"] = str(last["ray_node_id"])
             if status == "diverged" and last.get("error"):
                 tags["error"] = str(last["error"])[:5000]
             if status == "error":

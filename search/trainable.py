@@ -39,6 +39,7 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     them into a matnet Config."""
     import logging
 
+    import ray
     import torch
     from ray import tune
 
@@ -67,6 +68,9 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     # Time inside train() except the time spent handing results and checkpoints to Tune: the
     # part of a trial slot that does useful work (search.bench reports it).
     clock = {"start": time.monotonic(), "in_report": 0.0}
+    # Which Ray node ran this (part of the) trial: node_ip alone cannot tell apart nodes that share a
+    # host; logged as a tag of the trial's MLflow run.
+    node_id = ray.get_runtime_context().get_node_id()
     last: dict[str, Any] = {}
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -74,6 +78,7 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
         flat = flat_metrics(metrics)
         flat["status"] = STATUS_RUNNING
         flat["train_call_s"] = t0 - clock["start"] - clock["in_report"]
+        flat["ray_node_id"] = node_id
         last.clear()
         last.update(flat)
         ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
