@@ -22,10 +22,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
             FileNotFoundError)
 
 
-def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> NoReturn:
+def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
+        extra: tuple[type[BaseException], ...] = ()) -> NoReturn:
+    """Run a command's main; user errors (and the `extra` kinds) become one line and exit status 2."""
     try:
         code = main(argv)
-    except user_errors() as e:
+    except user_errors() + extra as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: {msg}", file=sys.stderr)
         sys.exit(2)

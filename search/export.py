@@ -395,20 +395,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cli(main_fn, argv: list[str] | None = None, extra: tuple[type[BaseException], ...] = ()) -> None:
-    """Like matnet.cli.run, with the search platform's own one-line errors too."""
+    """matnet.cli.run, with the search platform's own one-line errors too."""
     from matnet import cli
 
     from .spaces import SpaceError
-    try:
-        code = main_fn(argv)
-    except (SpaceError, ExportError) + extra + cli.user_errors() as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code or 0)
+    cli.run(main_fn, argv, (SpaceError, ExportError) + extra)
 
 
 if __name__ == "__main__":
