@@ -43,11 +43,14 @@ class TDModule(nn.Module):
     With latents = 0 the module is deterministic (eq. 7 without z_i, no prior): the same network
     with fewer stochastic layers, used for one-latent-layer baselines."""
 
-    def __init__(self, width: int, latents: int, fc: bool, leak: float, scale_init: float):
+    def __init__(self, width: int, latents: int, fc: bool, leak: float, scale_init: float,
+                 own_prior: bool = True):
         super().__init__()
         self.leak, self.latents = leak, latents
         self.gru = None
-        if latents > 0:
+        # A conditional MatNet takes p(z_i | z_<i, x_k) from its generator's merge modules (eq. 3),
+        # so its TD modules carry no eq. 8 prior of their own (own_prior=False).
+        if latents > 0 and own_prior:
             # eq. 8: [mu_bar; log sigma_bar^2] = conv(lrelu(conv(h^t_i, v_bar)), w_bar)
             self.prior = GaussianParams(
                 nn.Sequential(layer(width, width, fc), nn.LeakyReLU(leak), layer(width, 2 * latents, fc)),

@@ -60,12 +60,24 @@ def network_input(likelihood: str, x: torch.Tensor) -> torch.Tensor:
     return x if likelihood == "bernoulli" else x / 127.5 - 1.0
 
 
-def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+def pixel_sum(lp: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pixel log-probabilities [B, C, H, W] summed per example; with a mask ([B, 1, H, W] or
+    [B, C, H, W], 1 = count) only over the pixels it selects: pixels are independent given z, so this
+    is the log-likelihood of those pixels alone (the unknown ones of eq. 6, or the known ones)."""
+    return (lp if mask is None else lp * mask.to(lp.dtype)).flatten(1).sum(1)
+
+
+def counted(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | int:
+    """How many values of each example the mask selects (all of them without a mask)."""
+    return x[0].numel() if mask is None else mask.to(x.dtype).expand_as(x).flatten(1).sum(1)
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    return pixel_sum(-F.binary_cross_entropy_with_logits(logits, x, reduction="none"), mask)
 
 
 def gaussian_dequantized_log_prob(params: torch.Tensor, x: torch.Tensor,
-                                  noise: torch.Tensor | None = None) -> torch.Tensor:
+                                  noise: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Gaussian density of dequantised pixels y = (x + u) / 256, u ~ U(0, 1), with the density
     measured on the integer grid (a width-1 bin per value), so the result is a lower bound on the
     discrete log-probability (Theis et al.): log P(x) >= E_u log p(y) - D log 256."""
@@ -74,10 +86,10 @@ def gaussian_dequantized_log_prob(params: torch.Tensor, x: torch.Tensor,
     u = torch.rand_like(x) if noise is None else noise
     y = (x + u) / 256.0
     lp = -0.5 * LOG_2PI - log_scale - 0.5 * ((y - mean) * torch.exp(-log_scale)) ** 2
-    return lp.flatten(1).sum(1) - math.log(256.0) * x[0].numel()
+    return pixel_sum(lp, mask) - math.log(256.0) * counted(x, mask)
 
 
-def discretized_logistic_log_prob(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def discretized_logistic_log_prob(params: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The 'integrated' logistic of Kingma et al. (IAF): P(x) is the logistic's mass over the bin
     [x - 0.5, x + 0.5] of the 8-bit value x, with the two end bins stretched to +-infinity so that the
     256 values of a pixel sum to one. Pixels are mapped to [-1, 1], bins are 2/255 wide."""
@@ -102,18 +114,19 @@ def discretized_logistic_log_prob(params: torch.Tensor, x: torch.Tensor) -> torc
     log_pdf_mid = centre - log_scale - 2.0 * F.softplus(centre) + math.log(2.0 / 255.0)
     log_mid = torch.where(diff > -1e-5, log_pdf_mid, log_mid)
     lp = torch.where(x < 0.5, log_cdf_plus, torch.where(x > 254.5, log_one_minus_cdf_minus, log_mid))
-    return lp.flatten(1).sum(1)
+    return pixel_sum(lp, mask)
 
 
-def log_prob(likelihood: str, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x | z) per example, in nats (for 'gaussian', the dequantisation bound)."""
+def log_prob(likelihood: str, params: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(x | z) per example, in nats (for 'gaussian', the dequantisation bound); with a mask, of
+    the pixels it selects only (see pixel_sum)."""
     params = params.float()  # keep likelihoods in fp32 under bf16 autocast
     if likelihood == "bernoulli":
-        return bernoulli_log_prob(params, x)
+        return bernoulli_log_prob(params, x, mask)
     if likelihood == "gaussian":
-        return gaussian_dequantized_log_prob(params, x)
+        return gaussian_dequantized_log_prob(params, x, mask=mask)
     if likelihood == "logistic":
-        return discretized_logistic_log_prob(params, x)
+        return discretized_logistic_log_prob(params, x, mask)
     raise ValueError(f"unknown likelihood {likelihood!r}; use one of {', '.join(LIKELIHOODS)}")
 
 

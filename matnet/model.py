@@ -8,6 +8,9 @@ Extensions (section 2.3), each off unless the config turns it on: a Gaussian mix
 (mixture.py), and a local autoregressive head on p(x|z) (pixelcnn.py). The inference regularizer of
 equation 13 lives in objectives.py; `named_inference_parameters` / `named_generator_parameters` say
 which parameters it may train.
+
+The modules and the passes are built from the pieces in networks.py, which a conditional MatNet
+(conditional.py) reuses for its second set of BU and merge modules.
 """
 from __future__ import annotations
 
@@ -17,9 +20,12 @@ import torch
 import torch.nn as nn
 
 from . import distributions as D
-from .blocks import BUModule, Down, GaussianParams, MergeModule, TDModule, Up, conv3
+from .blocks import Up
 from .config import ConfigError, ModelConfig
 from .mixture import MixturePrior, entropy
+from .networks import MetaModule  # noqa: F401  (its old home: importable from here as before)
+from .networks import (BUStates, LatentLayers, MergePath, TDPrior, bottom_up, build_metas, data_into_bu, descend,
+                       down_connectors, td_out_of_finest, top_gaussian, up_connectors)
 from .pixelcnn import PixelCNNHead
 
 
@@ -32,6 +38,9 @@ class MatNetOutput:
     # [B] loss terms that are not part of the bound (the mixture prior's weighted posterior-entropy
     # penalty); None when there are none.
     penalty: torch.Tensor | None = None
+    # The latents used, one tensor per layer (z_0 first): pass them back as `latents=` to score them
+    # under another input (Metropolis-within-Gibbs imputation, gibbs.py).
+    latents: list[torch.Tensor] | None = None
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -83,22 +92,7 @@ def validate_layout(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> None
                           f"colour ({image_shape[0]})")
 
 
-class MetaModule(nn.Module):
-    """The TD modules and merge modules of one spatial scale, with their BU counterparts."""
-
-    def __init__(self, width: int, scale: int, modules: int, latents: int, cfg: ModelConfig):
-        super().__init__()
-        fc = scale == 0
-        self.width, self.scale, self.latents = width, scale, latents
-        self.td = nn.ModuleList(TDModule(width, latents, fc, cfg.leak, cfg.param_scale_init)
-                                for _ in range(modules))
-        # A meta module of deterministic TD modules (latents = 0) has no latent layers to infer.
-        self.merge = nn.ModuleList(MergeModule(width, latents, fc, cfg.leak, cfg.param_scale_init)
-                                   for _ in range(modules if latents > 0 else 0))
-        self.bu = nn.ModuleList(BUModule(width, fc, cfg.leak) for _ in range(modules))
-
-
-class MatNet(nn.Module):
+class MatNet(LatentLayers, nn.Module):
     def __init__(self, cfg: ModelConfig, image_shape: tuple[int, int, int]):
         super().__init__()
         validate_layout(cfg, image_shape)
@@ -106,60 +100,26 @@ class MatNet(nn.Module):
         self.image_shape = tuple(image_shape)
         c, size, _ = image_shape
         leak = cfg.leak
-        self.metas = nn.ModuleList(MetaModule(m.width, m.scale, m.modules, m.latent_channels, cfg)
-                                   for m in cfg.meta_modules)
+        # The builders (networks.py) are called in this order so that parameter names, their order
+        # (the optimizer state of a checkpoint) and their initialisation stay as they always were.
+        self.metas = build_metas(cfg)
         first, last = self.metas[0], self.metas[-1]
-        out_ch = D.param_channels(cfg.likelihood, c)
         self.fc_only = last.scale == 0
-
         # Data into the BU network and out of the TD network (plain convolutions, section 2.2).
-        if self.fc_only:
-            self.data_in = nn.Flatten()
-            self.bu_into_finest = Down(c, size, last.width, 0, leak)
-            self.td_out_of_finest = nn.Linear(last.width, out_ch * size * size)
-        else:
-            self.data_in = nn.Sequential(conv3(c, cfg.data_width), nn.LeakyReLU(leak))
-            self.bu_into_finest = Down(cfg.data_width, size, last.width, last.scale, leak)
-            self.td_out_of_finest = nn.Sequential(Up(last.width, last.scale, cfg.data_width, size, leak),
-                                                  conv3(cfg.data_width, out_ch))
+        self.data_in, self.bu_into_finest = data_into_bu(cfg, c, size, last)
+        self.td_out_of_finest = td_out_of_finest(cfg, D.param_channels(cfg.likelihood, c), size, last)
         # Connectors between meta modules: BU goes fine -> coarse, TD and merge go coarse -> fine.
-        self.bu_down = nn.ModuleList(Down(f.width, f.scale, co.width, co.scale, leak)
-                                     for co, f in zip(self.metas[:-1], self.metas[1:]))
-        self.td_up = nn.ModuleList(Up(co.width, co.scale, f.width, f.scale, leak)
-                                   for co, f in zip(self.metas[:-1], self.metas[1:]))
-        self.merge_up = nn.ModuleList(Up(co.width, co.scale, f.width, f.scale, leak)
-                                      for co, f in zip(self.metas[:-1], self.metas[1:]))
+        self.bu_down = down_connectors(self.metas, leak)
+        self.td_up = up_connectors(self.metas, leak)
+        self.merge_up = up_connectors(self.metas, leak)
         # The top: BU module 0 gives q(z_0 | x); z_0 enters the TD network through a linear layer.
-        top_in = first.width * max(first.scale, 1) ** 2
-        self.top_posterior = GaussianParams(nn.Sequential(nn.Flatten(), nn.Linear(top_in, 2 * cfg.top_latents)),
-                                            cfg.param_scale_init)
+        self.top_posterior = top_gaussian(cfg, first)
         self.td_top = Up(cfg.top_latents, 0, first.width, first.scale, leak)
         # Extensions: p(z_0) as a trained Gaussian mixture; a PixelCNN head on p(x | z).
         self.top_prior = (MixturePrior(cfg.mixture_components, cfg.top_latents, cfg.mixture_learn_weights)
                           if cfg.mixture_components > 0 else None)
         self.ar_head = (PixelCNNHead(cfg.likelihood, c, cfg.ar_layers, cfg.ar_channels, leak)
                         if cfg.ar_layers > 0 else None)
-
-    # ---- bookkeeping ---------------------------------------------------------------------------
-    @property
-    def num_layers(self) -> int:
-        return 1 + sum(len(m.merge) for m in self.metas)
-
-    def layer_meta(self) -> list[int]:
-        """For every latent layer, the meta module it belongs to (-1 for the fully-connected z_0)."""
-        return [-1] + [k for k, m in enumerate(self.metas) for _ in m.merge]
-
-    def layer_names(self) -> list[str]:
-        names = ["z0 (fc)"]
-        for m in self.metas:
-            tag = "fc" if m.scale == 0 else f"{m.scale}x{m.scale}"
-            names += [f"z{len(names) + i} ({tag})" for i in range(len(m.merge))]
-        return names
-
-    def meta_labels(self) -> dict[int, str]:
-        """A label for every value of layer_meta(): -1 is z_0, k the k-th meta module."""
-        return {-1: "z0 (fc)", **{k: "fc" if m.scale == 0 else f"{m.scale}x{m.scale}"
-                                  for k, m in enumerate(self.metas)}}
 
     def generator_modules(self) -> list[nn.Module]:
         """The modules of p(x, z): the TD network, its connectors and output, the prior over z_0 and
@@ -181,34 +141,23 @@ class MatNet(nn.Module):
         return D.network_input(self.cfg.likelihood, x)
 
     # ---- the networks --------------------------------------------------------------------------
-    def bottom_up(self, x: torch.Tensor) -> tuple[list[list[torch.Tensor]], torch.Tensor]:
-        """BU pass (eq. 9). Returns, per meta module, the BU states in TD order (BU modules are
-        numbered in reverse order of evaluation, so TD module i meets BU state h^b_i), and the
-        final state that feeds BU module 0."""
-        h = self.bu_into_finest(self.data_in(self._input(x)))
-        per_meta: list[list[torch.Tensor]] = [[] for _ in self.metas]
-        for k in range(len(self.metas) - 1, -1, -1):
-            if k < len(self.metas) - 1:
-                h = self.bu_down[k](h)
-            states = []
-            for module in self.metas[k].bu:
-                h = module(h)
-                states.append(h)
-            per_meta[k] = states[::-1]
-        return per_meta, h
+    def bottom_up(self, x: torch.Tensor) -> BUStates:
+        """BU pass (eq. 9): per meta module, the BU states in TD order, and the final state that feeds
+        BU module 0 (networks.bottom_up)."""
+        return bottom_up(self, self._input(x))
 
-    def _top_down(self, n: int, k: int, bu=None):
+    def _top_down(self, n: int, k: int, bu: BUStates | None = None, given: list[torch.Tensor] | None = None):
         """The stochastic TD pass (eqs. 7-8). Latent layers 0..k-1 (z_0 first) are drawn from the
         posterior, given by the merge modules (eqs. 10-11) from `bu` = bottom_up(x); layers k.. from
-        the prior. Returns the TD output (the likelihood parameters, or the head's conditioning),
-        the KL of every posterior layer, log p(z) - log q(z) over them, and z_0's posterior over the
-        mixture components (None without a mixture prior or when z_0 is drawn from the prior)."""
+        the prior; `given` latents (z_0 first) replace the draws. Returns the TD output (the likelihood
+        parameters, or the head's conditioning), the KL of every posterior layer, log p(z) - log q(z)
+        over them, z_0's posterior over the mixture components (None without a mixture prior or when
+        z_0 is drawn from the prior), and the latents used."""
         kls: list[torch.Tensor] = []
         log_ratio, resp = 0.0, None
         if k > 0:
-            bu_states, bu_top = bu
-            mean0, logvar0 = self.top_posterior(bu_top)
-            z0 = D.sample_gaussian(mean0, logvar0)
+            mean0, logvar0 = self.top_posterior(bu[1])
+            z0 = given[0] if given is not None else D.sample_gaussian(mean0, logvar0)
             if self.top_prior is None:
                 zeros = torch.zeros_like(mean0)
                 kls.append(D.gaussian_kl(mean0, logvar0, zeros, zeros))
@@ -218,48 +167,33 @@ class MatNet(nn.Module):
                 kls.append(kl0)
                 log_p0 = self.top_prior.log_prob(z0)            # exact: keeps IWAE a bound
             log_ratio = log_p0 - D.gaussian_log_prob(z0, mean0, logvar0)
+        elif given is not None:
+            z0 = given[0]
         elif self.top_prior is not None:
             z0 = self.top_prior.sample(n)
         else:
             z0 = torch.randn(n, self.cfg.top_latents, device=self.top_posterior.scale.device)
+        posterior = MergePath(self, bu) if k > 0 else None
+        td_out, kls, log_ratio, latents = descend(self, z0, k, TDPrior(self), posterior, kls, log_ratio, given)
+        return td_out.view(n, -1, *self.image_shape[1:]), kls, log_ratio, resp, latents
 
-        td_state = self.td_top(z0)
-        merge_state = td_state  # the merge network starts from the TD state that z_0 produced
-        layer = 1
-        for m, meta in enumerate(self.metas):
-            if m > 0:
-                td_state = self.td_up[m - 1](td_state)
-                if layer < k:
-                    merge_state = self.merge_up[m - 1](merge_state)
-            if meta.latents == 0:  # deterministic modules: eq. 7 without z
-                for td in meta.td:
-                    td_state = td(td_state, None)
-                continue
-            for i, (td, merge) in enumerate(zip(meta.td, meta.merge)):
-                p_mean, p_logvar = td.prior(td_state)                            # eq. 8
-                if layer < k:
-                    merge_state = merge(merge_state, bu_states[m][i], td_state)  # eq. 10
-                    q_mean, q_logvar = merge.posterior(merge_state)              # eq. 11
-                    z = D.sample_gaussian(q_mean, q_logvar)
-                    kls.append(D.gaussian_kl(q_mean, q_logvar, p_mean, p_logvar))
-                    log_ratio = log_ratio + D.gaussian_log_prob(z, p_mean, p_logvar) \
-                        - D.gaussian_log_prob(z, q_mean, q_logvar)
-                else:
-                    z = D.sample_gaussian(p_mean, p_logvar)
-                td_state = td(td_state, z)                                       # eq. 7
-                layer += 1
-        td_out = self.td_out_of_finest(td_state).view(n, -1, *self.image_shape[1:])
-        return td_out, kls, log_ratio, resp
-
-    def forward(self, x: torch.Tensor) -> MatNetOutput:
-        td_out, kls, log_ratio, resp = self._top_down(x.shape[0], self.num_layers, self.bottom_up(x))
+    def forward(self, x: torch.Tensor, likelihood_mask: torch.Tensor | None = None,
+                latents: list[torch.Tensor] | None = None) -> MatNetOutput:
+        """Inference and the terms of eq. 5 for a batch x. `likelihood_mask` ([B, 1, H, W], 1 = count)
+        restricts log p(x | z) to some pixels: with the known pixels it gives log p(x_k | z), which
+        the Bernoulli (or any per-pixel) likelihood allows because pixels are independent given z.
+        `latents` (z_0 first) are scored instead of drawn."""
+        if likelihood_mask is not None and self.ar_head is not None:
+            raise ConfigError("a model with the autoregressive head (model.ar_layers > 0) has no per-pixel "
+                              "likelihood given z, so it cannot score a subset of the pixels")
+        td_out, kls, log_ratio, resp, used = self._top_down(x.shape[0], self.num_layers, self.bottom_up(x), latents)
         params = td_out if self.ar_head is None else self.ar_head(td_out, self._input(x))
-        log_px = D.log_prob(self.cfg.likelihood, params, x)
+        log_px = D.log_prob(self.cfg.likelihood, params, x, likelihood_mask)
         penalty = None
         if resp is not None and self.cfg.mixture_entropy_weight > 0:
             # The paper's slight penalty on the entropy of each input's posterior over components.
             penalty = self.cfg.mixture_entropy_weight * entropy(resp)
-        return MatNetOutput(log_px, torch.stack(kls, 1), log_ratio, params, penalty)
+        return MatNetOutput(log_px, torch.stack(kls, 1), log_ratio, params, penalty, used)
 
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:

@@ -46,24 +46,28 @@ class BoundEstimate:
 
 @torch.no_grad()
 def iwae_bound(model: MatNet, x: torch.Tensor, k: int, rows_per_pass: int = 2000,
-               on_pass: Callable[[int], None] | None = None) -> BoundEstimate:
+               on_pass: Callable[[int], None] | None = None, **per_image: torch.Tensor) -> BoundEstimate:
     """The IWAE bound with k importance samples for every image of the batch x.
 
     The k samples are drawn in passes of at most `rows_per_pass` network rows (images x samples),
     so any k fits in memory; the log-weights of all passes are kept (k floats per image) and
     combined by one log-sum-exp at the end, which is exact (no running-average error).
     `on_pass(n)` is told how many samples per image each pass drew, for progress bars.
+    `per_image` tensors (first axis: the images of x) go to the model as keyword arguments beside
+    x: `known=` masks give a conditional MatNet's bound on log p(x_u | x_k) (eq. 6).
     """
     b = x.shape[0]
     per_pass = max(1, min(k, rows_per_pass // b)) if b <= rows_per_pass else 1
     log_w, elbo_sum, kl_sum, done = [], torch.zeros(b), None, 0
-    images = [x] if b <= rows_per_pass else list(x.split(rows_per_pass))
+    chunks = [0] if b <= rows_per_pass else list(range(0, b, rows_per_pass))
+    images = [x[s:s + rows_per_pass] for s in chunks]
+    extras = [{name: t[s:s + rows_per_pass] for name, t in per_image.items()} for s in chunks]
     while done < k:
         n = min(per_pass, k - done)
         parts_w, parts_elbo, parts_kl = [], [], []
-        for xs in images:
+        for xs, extra in zip(images, extras):
             rep = xs.repeat_interleave(n, dim=0)               # [bs * n, ...], samples of one image adjacent
-            out = model(rep)
+            out = model(rep, **{name: t.repeat_interleave(n, dim=0) for name, t in extra.items()})
             parts_w.append(out.log_weight.float().view(-1, n).cpu())
             parts_elbo.append(out.elbo.float().view(-1, n).sum(1).cpu())
             parts_kl.append(out.kl_per_layer.float().view(xs.shape[0], n, -1).sum(1).cpu())
