@@ -20,8 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .build import AnyMatNet, build_model
 from .config import Config, ConfigError
-from .model import MatNet
 
 WEIGHTS = "model.safetensors"
 LEGACY_WEIGHTS = "model.pt"
@@ -48,7 +48,7 @@ def git_revision() -> str | None:
         return None
 
 
-def save_checkpoint(path: str | Path, model: MatNet, config: Config, meta: dict[str, Any],
+def save_checkpoint(path: str | Path, model: AnyMatNet, config: Config, meta: dict[str, Any],
                     train_state: dict[str, Any] | None = None) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -116,15 +116,16 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{path}: neither {WEIGHTS} nor {LEGACY_WEIGHTS} is there")
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MatNet, Config, dict[str, Any]]:
-    """Rebuild the model from `config.json` and load its weights. Errors are one line."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[AnyMatNet, Config, dict[str, Any]]:
+    """Rebuild the model from `config.json` (a MatNet, or a conditional one for data.task=impute) and
+    load its weights. Errors are one line."""
     path = Path(path)
     config, meta = read_config(path)
     shape = tuple(meta.get("image_shape") or ())
     if len(shape) != 3:
         raise CheckpointError(f"{path / META}: no image_shape recorded; the checkpoint is incomplete")
     try:
-        model = MatNet(config.model, shape)
+        model = build_model(config, shape)
     except ConfigError as e:
         raise CheckpointError(f"{path / CONFIG}: describes a model that cannot be built ({e})") from None
     state = load_state_dict(path)

@@ -63,11 +63,14 @@ class ModelConfig:
     ar_layers: int = 0
     # ... of this many channels each.
     ar_channels: int = 64
+    # With data.task = impute: a second conditional MatNet of the same layout refines the first one's
+    # imputation (the paper's two-stage occluder models; twostage.py).
+    two_stage: bool = False
 
 
 @dataclass
 class DataConfig:
-    # mnist | fashion-mnist | omniglot | cifar10
+    # mnist | fashion-mnist | omniglot | cifar10 | image-folder (data.image_folder, 64x64 RGB)
     dataset: str = "mnist"
     # dynamic: resample a binarization every time an image is drawn; fixed: the standard fixed
     # binarization when its files are present (else a seeded stand-in, labelled as such);
@@ -80,6 +83,22 @@ class DataConfig:
     train_limit: int = 0
     # Validation images evaluated at each epoch end (0: all of the validation split).
     eval_limit: int = 2000
+    # --- imputation (each setting is unused at its default task, so older configs load unchanged) ---
+    # generate: model p(x) (an unconditional MatNet); impute: model p(x_u | x_k), the unknown pixels
+    # given the known ones (a conditional MatNet, eqs. 3, 4, 6), under masks drawn as below.
+    task: str = "generate"
+    # Which pixels are unknown: quadrants | occluders | centre | the path of a mask image (white =
+    # unknown). See matnet/masks.py.
+    mask: str = "quadrants"
+    # quadrants: how many of the four are visible (0: 1, 2 or 3, drawn per example, as the paper).
+    visible_quadrants: int = 0
+    # occluders: how many squares, and their side in pixels (the paper's faces: three of 20x20).
+    occluders: int = 3
+    occluder_size: int = 20
+    # centre: the side of the hidden square (0: half the image side).
+    centre_size: int = 0
+    # dataset image-folder: the folder of photographs (CelebA, LSUN, ...), read at 64x64.
+    image_folder: str = ""
 
 
 @dataclass

@@ -83,6 +83,30 @@ def tiny() -> Config:
     )
 
 
+def mnist_quadrants() -> Config:
+    # The paper's MNIST imputation task: a conditional MatNet (eqs. 3, 4, 6) of the MNIST conv layout
+    # learns the unknown quadrants given 1-3 visible ones, chosen per example.
+    cfg = mnist_conv()
+    cfg.data.task, cfg.data.mask, cfg.data.visible_quadrants = "impute", "quadrants", 0
+    return cfg
+
+
+def faces_occluders() -> Config:
+    # The paper's two-stage occluder model on 64x64 faces (CelebA; any folder via data.image_folder):
+    # three 20x20 occluders; a single TD module at each of fully connected, 8x8, 16x16 and 32x32. The
+    # widths and latent sizes are not published; these follow the CIFAR-10 model's proportions.
+    return Config(
+        model=ModelConfig(likelihood="logistic", top_latents=32,
+                          meta_modules=[MetaModule(0, 256, 1, 32), MetaModule(8, 128, 1, 8),
+                                        MetaModule(16, 96, 1, 8), MetaModule(32, 64, 1, 8)],
+                          data_width=32, two_stage=True),
+        data=DataConfig(dataset="image-folder", binarize="none", val_size=2000, task="impute",
+                        mask="occluders", occluders=3, occluder_size=20),
+        train=TrainConfig(batch_size=100, lr=5e-4, betas=(0.9, 0.99), lr_halve_epochs=[20, 30],
+                          epochs=40, kl_warmup_steps=0),
+    )
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "mnist-conv": mnist_conv,
     "omniglot-conv": omniglot_conv,
@@ -92,6 +116,8 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "omniglot-conv-mixture": omniglot_conv_mixture,
     "mnist-fc": mnist_fc,
     "tiny": tiny,
+    "mnist-quadrants": mnist_quadrants,
+    "faces-occluders": faces_occluders,
 }
 
 

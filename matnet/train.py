@@ -19,10 +19,12 @@ import torch
 from tqdm import tqdm
 
 from . import cli
+from .build import build_model
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from .config import Config, ConfigError, parse_set
 from .data import Split, load_split
 from .distributions import check_data_fits
+from .masks import MaskMaker, fixed_masks, mask_maker
 from .model import MatNet
 from .objectives import elbo_loss, inference_regularizer
 from .plots import plot_kl_per_layer, read_metrics
@@ -58,19 +60,21 @@ def bits_per_dim(nll_nats: float, shape: tuple[int, ...]) -> float:
 
 @torch.no_grad()
 def evaluate_elbo(model: MatNet, split: Split, limit: int, batch_size: int, device: torch.device,
-                  amp: bool, seed: int = 1234) -> dict[str, Any]:
+                  amp: bool, seed: int = 1234, masks: MaskMaker | None = None) -> dict[str, Any]:
     """One-sample ELBO over (the first `limit` images of) a split: -ELBO and its two parts, in nats
-    per image, and the mean KL of every latent layer."""
+    per image, and the mean KL of every latent layer. With `masks` (a conditional MatNet), the bound
+    of eq. 6 on the unknown pixels, under masks that are the same at every evaluation."""
     was_training = model.training
     model.eval()
     n = len(split) if limit <= 0 else min(limit, len(split))
+    known = fixed_masks(masks, n, seed) if masks is not None else None
     torch.manual_seed(seed)  # the same noise at every evaluation: curves show the model, not the draw
     tot_recon, tot_kl, kl_layers = 0.0, 0.0, None
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(start + batch_size, n))
         x = split.batch(idx).to(device)
         with cli.autocast(device, amp):
-            out = model(x)
+            out = model(x) if known is None else model(x, known[idx].to(device))
         tot_recon += -out.log_px.float().sum().item()
         kl = out.kl_per_layer.float().sum(0)
         tot_kl += kl.sum().item()
@@ -78,8 +82,9 @@ def evaluate_elbo(model: MatNet, split: Split, limit: int, batch_size: int, devi
     model.train(was_training)
     m = {"elbo_nats": (tot_recon + tot_kl) / n, "recon_nats": tot_recon / n, "kl_nats": tot_kl / n,
          "kl_per_layer": [round(v / n, 5) for v in kl_layers.tolist()], "n_images": n}
-    if split.binarize == "none":
-        m["bpd"] = bits_per_dim(m["elbo_nats"], split.shape)
+    if split.binarize == "none":  # with masks: per unknown dimension
+        dims = split.shape if known is None else (split.shape[0] * (~known).float().sum((1, 2, 3)).mean().item(),)
+        m["bpd"] = bits_per_dim(m["elbo_nats"], dims)
     return m
 
 
@@ -119,7 +124,16 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
     if tc.inference_reg_weight < 0:
         raise ConfigError(f"train.inference_reg_weight={tc.inference_reg_weight}: must be >= 0 (0: off)")
     torch.manual_seed(tc.seed)
-    model = MatNet(config.model, train_split.shape).to(device)
+    # data.task picks the model and the loss: generate -> MatNet and eq. 5; impute -> a conditional
+    # MatNet and eq. 6 under masks drawn afresh for every batch (conditional.py).
+    model = build_model(config, train_split.shape).to(device)
+    masks = None
+    if config.data.task == "impute":
+        if tc.inference_reg_weight > 0:
+            raise ConfigError("train.inference_reg_weight > 0 with data.task=impute: the inference regularizer "
+                              "is for unconditional MatNets; set it to 0")
+        masks = mask_maker(config.data, train_split.shape)
+        model.set_data_mean(train_split.images)  # the fill of unknown pixels
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
     state = {"step": 0, "skipped_steps": 0, "train_seconds": 0.0}
     last: dict[str, Any] = {}
@@ -156,7 +170,8 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         nonlocal run_loss, run_elbo, run_n, t_seg, images_seen_seg, last
         now = time.monotonic()
         state["train_seconds"] += now - t_seg
-        v = evaluate_elbo(model, valid_split, config.data.eval_limit, max(tc.batch_size, 100), device, amp)
+        v = evaluate_elbo(model, valid_split, config.data.eval_limit, max(tc.batch_size, 100), device, amp,
+                          masks=masks)
         step = state["step"]
         metrics = {
             "step": step, "epoch": step / steps_per_epoch, "lr": learning_rate(config, step // steps_per_epoch),
@@ -195,7 +210,7 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         for g in opt.param_groups:
             g["lr"] = learning_rate(config, epoch)
         with cli.autocast(device, amp):
-            out_ = model(x)
+            out_ = model(x) if masks is None else model(x, masks(x.shape[0]).to(device))
             # Eq. 13: lambda * (-free energy of model samples), gradient to the inference network only.
             reg = inference_regularizer(model, x.shape[0]) if tc.inference_reg_weight > 0 else None
         loss = elbo_loss(out_, kl_weight(config, step))

@@ -264,5 +264,5 @@ def test_bad_choices_name_the_allowed_values(tmp_path):
 
 
 def test_dataset_info():
-    assert DATASETS == ("mnist", "fashion-mnist", "omniglot", "cifar10")
-    assert [dataset_info(d) for d in DATASETS] == [(1, 28, 28)] * 3 + [(3, 32, 32)]
+    assert DATASETS == ("mnist", "fashion-mnist", "omniglot", "cifar10", "image-folder")
+    assert [dataset_info(d) for d in DATASETS] == [(1, 28, 28)] * 3 + [(3, 32, 32), (3, 64, 64)]

@@ -1,0 +1,269 @@
+"""Impute unknown pixels with any checkpoint, and score the imputations.
+
+    python -m matnet.impute CKPT --mask quadrants --limit 1000 --json quadrants.json
+    python -m matnet.impute CKPT --images photos/ --mask occluders --occluders 3 --size 20 --out grid.png
+
+Writes a grid (one row per image: the original, the masked input with unknown pixels in gray, then
+--samples imputations) and prints, per mask setting, the NLL of the unknown pixels in nats per image
+and the mean squared error of the mean imputation (the average of the --samples imputations), per
+unknown pixel value on a [0, 1] intensity scale.
+
+A conditional checkpoint (data.task=impute) imputes directly: z ~ p(z | x_k), x_u from p(x_u | z, x_k)
+(eq. 3); its NLL is the IWAE bound on log p(x_u | x_k) over the conditional model (an upper bound on
+the NLL). An unconditional checkpoint (a search's best/, any data.task=generate run) imputes by a
+Markov chain that clamps the known pixels (gibbs.py: Metropolis-within-Gibbs by default, or
+pseudo-Gibbs); its NLL is the importance-sampling estimate IWAE log p(x) - IWAE log p(x_k) (not a
+bound; at small --iwae-k it runs a few nats low). The output names the method and the kind of NLL.
+
+--mask quadrants without --visible gives the paper's table: one row each for 1, 2 and 3 visible
+quadrants (the same images), and their mean (what 1-3 visible quadrants drawn uniformly give).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from . import cli
+from .build import is_conditional
+from .checkpoint import load_checkpoint
+from .config import Config, ConfigError
+from .data import Split, load_split, read_image_folder
+from .gibbs import METHOD_NAMES, METHODS, run_chains, unknown_log_likelihood
+from .masks import MaskMaker, fixed_masks, mask_maker
+from .objectives import iwae_bound
+from .plots import save_grid
+
+CONDITIONAL_METHOD = "conditional MatNet: z ~ p(z | x_k), x_u ~ p(x_u | z, x_k) (eq. 3)"
+
+
+def _intensity(x: torch.Tensor, likelihood: str) -> torch.Tensor:
+    """Pixel values on a [0, 1] scale (binary images already are)."""
+    return x if likelihood == "bernoulli" else x / 255.0
+
+
+@torch.no_grad()
+def impute_batch(model, x: torch.Tensor, known: torch.Tensor, samples: int, k: int, rows: int,
+                 method: str, steps: int) -> dict[str, Any]:
+    """For a batch: `samples` mean imputations per image [B, M, C, H, W], the NLL of the unknown pixels
+    per image [B], and (unconditional models) the chains' acceptance rate."""
+    b = x.shape[0]
+    if is_conditional(model):
+        nll = -iwae_bound(model, x, k, rows, known=known).iwae.double()
+        imputations = torch.stack([model.impute(x, known, mean=True) for _ in range(samples)], 1)
+        return {"imputations": imputations, "nll": nll, "acceptance": None}
+    rep_x, rep_known = x.repeat_interleave(samples, 0), known.repeat_interleave(samples, 0)
+    means, _, acceptance = run_chains(model, rep_x, rep_known, steps, method)
+    nll = -unknown_log_likelihood(model, x, known, k, rows)
+    return {"imputations": means.view(b, samples, *x.shape[1:]), "nll": nll, "acceptance": acceptance}
+
+
+def score(model, x_all: torch.Tensor, known_all: torch.Tensor, samples: int, k: int, batch_size: int,
+          rows: int, method: str, steps: int, device: torch.device, progress: bool, desc: str) -> dict[str, Any]:
+    """NLL (nats per image) and MSE of the mean imputation over all images, for one set of masks."""
+    lik = model.cfg.likelihood
+    nll, sq_err, unknown_values, acc = [], 0.0, 0.0, []
+    n = x_all.shape[0]
+    bar = tqdm(total=n, disable=not progress, unit="image", desc=desc, dynamic_ncols=True)
+    for start in range(0, n, batch_size):
+        x = x_all[start:start + batch_size].to(device)
+        known = known_all[start:start + batch_size].to(device)
+        r = impute_batch(model, x, known, samples, k, rows, method, steps)
+        unknown = (~known).to(x.dtype).expand_as(x)
+        mean_imputation = r["imputations"].mean(1)
+        sq_err += (((_intensity(mean_imputation, lik) - _intensity(x, lik)) ** 2) * unknown).sum().item()
+        unknown_values += unknown.sum().item()
+        nll.append(r["nll"].cpu())
+        if r["acceptance"] is not None:
+            acc.append(r["acceptance"])
+        bar.update(x.shape[0])
+    bar.close()
+    nll_t = torch.cat(nll)
+    out = {"nll_nats": nll_t.mean().item(),
+           "nll_stderr": nll_t.std().item() / math.sqrt(n) if n > 1 else 0.0,
+           "mse": sq_err / max(unknown_values, 1.0),
+           "unknown_pixels": unknown_values / n / x_all.shape[1]}
+    if acc:
+        out["acceptance"] = sum(acc) / len(acc)
+    if lik != "bernoulli":  # bits per unknown dimension
+        out["bpd"] = out["nll_nats"] / (max(unknown_values / n, 1.0) * math.log(2.0))
+    return out
+
+
+@torch.no_grad()
+def grid_rows(model, x: torch.Tensor, known: torch.Tensor, samples: int, method: str, steps: int) -> torch.Tensor:
+    """[G * (2 + M), C, H, W] on a [0, 1] scale: per image the original, the masked input (unknown pixels
+    gray) and M imputations."""
+    lik = model.cfg.likelihood
+    if is_conditional(model):
+        imps = torch.stack([model.impute(x, known, mean=True) for _ in range(samples)], 1)
+    else:
+        rep_x, rep_known = x.repeat_interleave(samples, 0), known.repeat_interleave(samples, 0)
+        imps = run_chains(model, rep_x, rep_known, steps, method)[0].view(x.shape[0], samples, *x.shape[1:])
+    kf = known.to(x.dtype)
+    masked = _intensity(x, lik) * kf + 0.5 * (1.0 - kf)
+    rows = torch.cat([_intensity(x, lik)[:, None], masked[:, None], _intensity(imps, lik)], 1)
+    return rows.flatten(0, 1).clamp(0, 1).cpu()
+
+
+def imputation_figure(model, config: Config, path: str | Path, n_images: int = 8, samples: int = 6,
+                      split: str = "valid", seed: int = 0, steps: int = 20) -> Path:
+    """A grid of imputations for the first images of a split of the checkpoint's own data set, under its
+    own masks (for a conditional model) or data.mask: the picture to show for a conditional checkpoint,
+    whose `sample` has nothing to condition on."""
+    device = next(model.parameters()).device
+    data = load_split(config.data, split)
+    g = min(n_images, len(data))
+    x = data.batch(torch.arange(g), torch.Generator().manual_seed(seed)).to(device)
+    maker = getattr(model, "masks", None) or mask_maker(config.data, tuple(model.image_shape))
+    known = fixed_masks(maker, g, seed).to(device)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        pictures = grid_rows(model, x, known, samples, "mwg", steps)
+    return save_grid(pictures, path, nrow=2 + samples)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def load_images(args: argparse.Namespace, cfg: Config, shape: tuple[int, int, int]) -> tuple[Split, str]:
+    """The images to impute: a folder of photographs (--images), else a split of a data set."""
+    binarize = "none" if cfg.data.binarize == "none" else "dynamic"
+    if args.images:
+        images, files = read_image_folder(args.images, shape[1], shape[0], args.limit)
+        return Split(images, binarize, f"{args.images} ({len(files)} images)", standard=False,
+                     source=str(args.images)), str(args.images)
+    data = cfg.data
+    if args.dataset:
+        data = replace(data, dataset=args.dataset)
+    if args.data_dir:
+        data = replace(data, data_dir=args.data_dir)
+    split = load_split(data, args.split)
+    if split.shape != tuple(shape):
+        raise ConfigError(f"the checkpoint models {'x'.join(map(str, shape))} images, {data.dataset} has "
+                          f"{'x'.join(map(str, split.shape))}; use the data set it was trained on")
+    return split, split.name
+
+
+def mask_settings(args: argparse.Namespace, cfg: Config, shape) -> list[tuple[str, MaskMaker]]:
+    """The mask settings to score: [(label, maker)]. quadrants without --visible: 1, 2 and 3 visible."""
+    data = cfg.data
+    for flag, key in (("occluders", "occluders"), ("visible", "visible_quadrants")):
+        if getattr(args, flag) is not None:
+            data = replace(data, **{key: getattr(args, flag)})
+    if args.size is not None:
+        data = replace(data, occluder_size=args.size, centre_size=args.size)
+    maker = mask_maker(data, shape, args.mask)
+    if maker.kind == "quadrants" and maker.visible == 0:
+        return [(f"{v} visible", replace(maker, visible=v)) for v in (1, 2, 3)]
+    return [(maker.describe(), maker)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m matnet.impute", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="a checkpoint directory: conditional (data.task=impute) or not (a search's best/)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", help="the data set to impute (default: the checkpoint's)")
+    src.add_argument("--images", help="a folder of photographs to impute instead (resized to the model's images)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--limit", type=int, default=1000, help="images to score (default 1000; 0: all)")
+    p.add_argument("--mask", help="quadrants | occluders | centre | an image file, white = unknown "
+                                  "(default: the checkpoint's data.mask)")
+    p.add_argument("--visible", type=int, choices=[1, 2, 3], help="quadrants: visible ones (default: a row for each)")
+    p.add_argument("--occluders", type=int, help="occluders: how many squares")
+    p.add_argument("--size", type=int, help="occluders: their side; centre: the hidden square's side")
+    p.add_argument("--samples", type=int, default=8, help="imputations per image (default 8)")
+    p.add_argument("--iwae-k", type=int, default=100, help="importance samples per image for the NLL (default 100)")
+    p.add_argument("--method", choices=list(METHODS), default="mwg",
+                   help="unconditional checkpoints: the chain (default mwg: Metropolis-within-Gibbs)")
+    p.add_argument("--gibbs-steps", type=int, default=20, help="unconditional checkpoints: chain steps (default 20)")
+    p.add_argument("--grid-images", type=int, default=8, help="images (rows) in the grid (default 8)")
+    p.add_argument("--out", default="imputations.png", help="grid PNG to write (default imputations.png)")
+    p.add_argument("--json", help="also write the figures as JSON to this path")
+    p.add_argument("--batch-size", type=int, default=50, help="images per batch (default 50)")
+    p.add_argument("--rows", type=int, default=1000, help="network rows per IWAE pass; lower it if memory is short")
+    p.add_argument("--data-dir", help="where the data set's files are (default: the checkpoint's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    for flag in ("samples", "iwae_k", "batch_size", "rows", "grid_images"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.limit < 0:
+        raise ConfigError(f"--limit must be >= 0 (0: all), got {args.limit}")
+
+    device = cli.resolve_device(args.device)
+    model, cfg, _ = load_checkpoint(args.checkpoint, device)
+    shape = tuple(model.image_shape)
+    settings = mask_settings(args, cfg, shape)
+    split, source = load_images(args, cfg, shape)
+    n = len(split) if args.limit <= 0 else min(args.limit, len(split))
+    conditional = is_conditional(model)
+    method = CONDITIONAL_METHOD if conditional else METHOD_NAMES[args.method]
+    if hasattr(model, "stage2"):
+        method += "; two-stage: stage 2 refines stage 1's imputation"
+
+    # The same images, binarizations and masks for every model scored with the same --seed.
+    x_all = split.batch(torch.arange(n), torch.Generator().manual_seed(args.seed))
+    torch.manual_seed(args.seed)
+    rows = []
+    for i, (label, maker) in enumerate(settings):
+        known = fixed_masks(maker, n, args.seed + i)
+        r = score(model, x_all, known, args.samples, args.iwae_k, args.batch_size, args.rows, args.method,
+                  args.gibbs_steps, device, not args.quiet, label)
+        rows.append({"mask": label, **({"visible": maker.visible} if maker.kind == "quadrants" else {}), **r})
+
+    # The grid: masks as the setting draws them (quadrants: 1-3 visible per image, as in training).
+    g = min(args.grid_images, n)
+    grid_maker = replace(settings[0][1], visible=0) if len(settings) > 1 else settings[0][1]
+    known_g = fixed_masks(grid_maker, g, args.seed + 1000)
+    pictures = grid_rows(model, x_all[:g].to(device), known_g.to(device), args.samples, args.method,
+                         args.gibbs_steps)
+    grid = save_grid(pictures, args.out, nrow=2 + args.samples)
+
+    top = {k: sum(r[k] for r in rows) / len(rows) for k in ("nll_nats", "mse", "unknown_pixels")}
+    result: dict[str, Any] = {
+        "method": method,
+        "nll_kind": ("IWAE bound on -log p(x_u | x_k) over the conditional model (an upper bound on the NLL)"
+                     if conditional else
+                     "estimate IWAE log p(x) - IWAE log p(x_k), known-pixel likelihood for p(x_k) (not a bound; "
+                     "runs low at small k)"),
+        **top,
+        "mse_units": "per unknown pixel value, intensities on a [0, 1] scale; mean imputation = mean of the samples",
+        "iwae_k": args.iwae_k, "samples": args.samples, "n_images": n,
+        "mask": "quadrants: 1, 2 and 3 visible (mean of the rows)" if len(rows) > 1 else rows[0]["mask"],
+        "table": rows, "dataset": source, "split": None if args.images else args.split,
+        "checkpoint": str(Path(args.checkpoint).resolve()), "grid": str(grid), "seed": args.seed,
+    }
+    if not conditional:
+        result.update(gibbs_steps=args.gibbs_steps, chain=args.method)
+    print_table(result)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def print_table(r: dict[str, Any]) -> None:
+    print(f"{'method':>9}  {r['method']}")
+    print(f"{'NLL':>9}  {r['nll_kind']}, k={r['iwae_k']}")
+    print(f"{'data':>9}  {r['dataset']}  ({r['n_images']} images)")
+    rows = r["table"] + ([{**r, "mask": "mean"}] if len(r["table"]) > 1 else [])
+    w = max(9, *(len(row["mask"]) for row in rows))
+    print(f"{'mask':>{w}} {'NLL (nats)':>11} {'MSE':>8} {'unknown px':>11}" + ("  accept" if "chain" in r else ""))
+    for row in rows:
+        acc = f"  {row['acceptance']:.2f}" if "acceptance" in row else ""
+        print(f"{row['mask']:>{w}} {row['nll_nats']:>11.2f} {row['mse']:>8.4f} {row['unknown_pixels']:>11.0f}{acc}")
+    print(f"grid: {r['grid']}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
