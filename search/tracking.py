@@ -156,15 +156,23 @@ def plot_kl(kl: list[float], names: list[str], path: Path, title: str) -> Path:
 
 def render_trial_figures(checkpoint_dir: str | Path, out: Path, n_samples: int, title: str,
                          kl_per_layer: list[float] | None = None) -> list[Path]:
-    """samples.png (means of p(x|z)), kl_per_layer.json and kl_per_layer.png for a checkpoint."""
+    """samples.png (means of p(x|z)) for a generative checkpoint, or imputations.png (original, masked
+    input, imputations; validation images under the model's own masks) for a conditional one, and
+    kl_per_layer.json and kl_per_layer.png."""
     import torch
 
+    from matnet.build import is_conditional
     from matnet.checkpoint import load_checkpoint
+    from matnet.impute import imputation_figure
     from matnet.plots import save_grid
 
     model, cfg, meta = load_checkpoint(checkpoint_dir, "cpu")
     files = []
-    if n_samples > 0:
+    if n_samples > 0 and is_conditional(model):
+        # A conditional MatNet draws x_u given x_k: nothing to sample without images to condition on.
+        rows = max(1, min(8, n_samples // 6))
+        files.append(imputation_figure(model, cfg, out / "imputations.png", n_images=rows, samples=6))
+    elif n_samples > 0:
         g = torch.random.fork_rng()
         with g:
             torch.manual_seed(0)

@@ -43,15 +43,16 @@ def error_of(text: str, tmp_path: Path) -> str:
 
 def test_shipped_spaces_load_and_sample():
     names = {f.stem for f in SHIPPED}
-    assert {"quickstart", "mnist", "omniglot", "cifar10"} <= names
+    assert {"quickstart", "mnist", "omniglot", "cifar10", "mnist-quadrants"} <= names
+    from matnet.build import build_model, is_conditional
+    from matnet.data import dataset_info
     for f in SHIPPED:
         space = load_space(f)
-        for params in space.sample(4):
+        for params in space.sample(2):
             cfg = space.trial_config(params)
             assert isinstance(cfg, Config)
-            from matnet.data import dataset_info
-            from matnet.model import validate_layout
-            validate_layout(cfg.model, dataset_info(cfg.data.dataset))
+            model = build_model(cfg, dataset_info(cfg.data.dataset))  # the layout and the task can be built
+            assert is_conditional(model) == (f.stem == "mnist-quadrants")
 
 
 def test_quickstart_is_small_enough_for_a_laptop():
