@@ -129,7 +129,25 @@ def check_cluster_storage(storage: str, address: str | None, shared_confirmed: b
                        f"at the same path on every node")
 
 
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def loopback_only() -> None:
+    """Safe by default: a private local Ray listens on 127.0.0.1 only. Left alone, Ray binds its GCS,
+    raylet and workers on every interface and registers the node under the machine's network address,
+    so anyone who can reach the machine could reach them. Ray's switch for that is the setting that
+    keeps Windows and macOS single-node; set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 to opt out."""
+    os.environ.setdefault(LOOPBACK_ENV, "0")
+    if os.environ[LOOPBACK_ENV] == "0" and "ray" in sys.modules:
+        # Ray was imported before (a test, a notebook): its constant was read at import; Ray reads
+        # it back from the module at ray.init, so set it there too.
+        from ray._private import ray_constants
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def init_ray(address: str | None, space: Space) -> None:
+    if address is None:
+        loopback_only()
     import ray
     r = space.spec.experiment.resources
     if address is None:
@@ -165,8 +183,8 @@ def _local_gpus() -> int:
 
 
 def dry_run(space: Space, n: int = 3) -> None:
+    from matnet.build import build_model
     from matnet.data import dataset_info
-    from matnet.model import MatNet
     e, s = space.spec.experiment, space.spec.scheduler
     print(f"{space.path}: valid.")
     print(f"  search {e.name}: {e.num_samples} trials, {e.max_concurrent or 'as many as fit'} at once, "
@@ -179,7 +197,7 @@ def dry_run(space: Space, n: int = 3) -> None:
     shape = dataset_info(space.base_config().data.dataset)
     for i, params in enumerate(space.sample(n), 1):
         cfg = space.trial_config(params)
-        model = MatNet(cfg.model, shape)  # raises a one-line ConfigError for a layout that cannot be built
+        model = build_model(cfg, shape)  # a one-line ConfigError for a layout or task that cannot be built
         n_params = sum(p.numel() for p in model.parameters())
         layout = " + ".join(f"{m.modules}x[{m.scale}x{m.scale} w{m.width} z{m.latent_channels}]"
                             for m in cfg.model.meta_modules)

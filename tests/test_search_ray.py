@@ -263,3 +263,55 @@ def test_a_killed_trial_worker_restarts_from_its_last_checkpoint(tmp_path):
     _, parents, kids = mlflow_runs(uri)
     assert len(kids) == 1 and kids[0].info.status == "FINISHED" and kids[0].data.tags["status"] == "completed"
     assert kids[0].data.tags.get("restarts") == "1"
+
+
+def test_a_search_over_conditional_matnets_logs_imputations_and_exports_the_unknown_pixel_bound(tmp_path, monkeypatch):
+    """data.task: impute in a space searches conditional MatNets (issue: imputation): trials train on
+    quadrant masks, MLflow gets an imputation grid per trial (a conditional model has nothing to
+    sample unconditionally), and best/ is scored on its unknown pixels (eq. 6)."""
+    from search import run
+
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "impute.yaml"
+    space.write_text(SPACE.format(name="impute", n=2, steps=8, scheduler="none", points="")
+                     .replace("data: {dataset: mnist,", "data: {dataset: mnist, task: impute, mask: quadrants,"))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert run.main([str(space), "--storage", str(tmp_path / "results"), "--tracking-uri", uri]) == 0
+    client, parents, kids = mlflow_runs(uri)
+    assert len(parents) == 1 and len(kids) == 2 and all(k.info.status == "FINISHED" for k in kids)
+    for k in kids:
+        figs = {Path(a.path).name for a in client.list_artifacts(k.info.run_id, "figures")}
+        assert "imputations.png" in figs and "samples.png" not in figs, figs
+    summary = json.loads((tmp_path / "results" / "impute" / "summary.json").read_text())
+    evaluation = summary["best"]["evaluation"]
+    assert evaluation["bound_on"].startswith("unknown pixels") and evaluation["mask"] == "quadrants: 1-3 of 4 visible"
+    assert 0 < evaluation["nll_nats"] <= evaluation["elbo_nats"] + 1e-6
+    from matnet.build import is_conditional
+    from matnet.checkpoint import load_checkpoint
+    assert is_conditional(load_checkpoint(tmp_path / "results" / "impute" / "best")[0])
+
+
+LISTENERS = """
+import json, os, psutil, ray
+from search import run
+from search.spaces import load_space
+run.init_ray(None, load_space("spaces/quickstart.yaml"))
+ray.get(ray.remote(lambda: 1).remote())  # a worker process too
+me = psutil.Process()
+addrs = [c.laddr.ip for p in [me, *me.children(recursive=True)] for c in p.net_connections(kind="tcp")
+         if c.status == psutil.CONN_LISTEN]
+print(json.dumps({"listen": addrs, "node_ip": ray.util.get_node_ip_address()}))
+ray.shutdown()
+"""
+
+
+def test_a_private_local_ray_listens_on_loopback_only():
+    """Safe by default: without --address, search.run's Ray (GCS, raylet, workers) is reachable from
+    this machine only; Ray's default would listen on every interface."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    r = subprocess.run([sys.executable, "-c", LISTENERS], capture_output=True, text=True, cwd=ROOT, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = json.loads(r.stdout.strip().splitlines()[-1])
+    assert found["node_ip"] == "127.0.0.1"
+    assert len(found["listen"]) >= 3 and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip in found["listen"]), found
