@@ -1,0 +1,213 @@
+"""Real servers on loopback for the cluster tests: PostgreSQL, an MLflow tracking server on it, and
+Ray nodes started with `ray start`. Each is a context manager that stops what it started, even when
+the test fails (Ray nodes: the whole process tree of that node, never other Rays on the machine, which
+`ray stop` would kill too).
+
+Secrets are made per test: a random PostgreSQL password and a random Ray auth token, each in a file
+of the test's own directory, passed to the servers through the environment.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+
+BIN = Path(sys.executable).parent
+
+
+class ServerMissing(RuntimeError):
+    """A server program that this machine does not have (CI installs it: see .ci/run)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: exited with {proc.returncode}\n{_tail(log)}")
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what}: not ready after {timeout:.0f} s\n{_tail(log)}")
+
+
+def _tail(log: Path | None, n: int = 3000) -> str:
+    return log.read_text(errors="replace")[-n:] if log is not None and log.exists() else ""
+
+
+def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """`pid` and every process below it (children found before any is killed, so none is orphaned
+    unseen)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(sig)
+    psutil.wait_procs(procs, timeout=15)
+
+
+# ---- PostgreSQL ---------------------------------------------------------------------------------
+
+def postgres_bin() -> Path:
+    for name in ("initdb", "pg_ctl"):
+        if shutil.which(name):  # on PATH, maybe as a link (Debian keeps them in /usr/lib/postgresql/V/bin)
+            return Path(shutil.which(name)).resolve().parent
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise ServerMissing("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    return Path(found[-1]).parent
+
+
+@contextlib.contextmanager
+def postgres(database: str = "mlflow") -> Iterator[str]:
+    """A PostgreSQL server on 127.0.0.1 with password authentication; yields the SQLAlchemy URI of an
+    empty database. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user."""
+    pg = postgres_bin()
+    root = Path(tempfile.mkdtemp(prefix="matnet-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres", "postgres")
+    password = secrets.token_urlsafe(16)
+    pwfile = root / "password"
+    pwfile.write_text(password + "\n")
+    if as_user:
+        shutil.chown(pwfile, "postgres", "postgres")
+    os.chmod(pwfile, 0o600)
+    data, log, port = root / "data", root / "server.log", free_port()
+
+    def run(*cmd: str) -> None:
+        r = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PGPASSWORD": password})
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:2])}: {r.stderr.strip()[-2000:]}")
+
+    run(str(pg / "initdb"), "-D", str(data), "-U", "matnet", f"--pwfile={pwfile}", "--auth=scram-sha-256",
+        "-E", "UTF8")
+    try:
+        run(str(pg / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start",
+            "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off")
+        import psycopg
+        with psycopg.connect(host="127.0.0.1", port=port, user="matnet", password=password, dbname="postgres",
+                             autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {database}")
+        yield f"postgresql://matnet:{password}@127.0.0.1:{port}/{database}"
+    finally:
+        subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- MLflow tracking server ---------------------------------------------------------------------
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, artifacts: Path) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 over `backend_uri`, serving artifacts from `artifacts`; yields
+    its http:// URI."""
+    port = free_port()
+    log = artifacts.parent / "mlflow-server.log"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                                 "--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts),
+                                 "--workers", "1"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        wait_for(lambda: urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200, 180,
+                 "mlflow server", proc, log)
+        yield uri
+    finally:
+        kill_tree(proc.pid, signal.SIGTERM)
+        kill_tree(proc.pid)
+
+
+# ---- Ray nodes ----------------------------------------------------------------------------------
+
+def ray_env(token_file: Path) -> dict[str, str]:
+    """The environment of every process of the test cluster: token authentication on, with the
+    test's own token (not ~/.ray/auth_token)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file),
+               RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1",
+               # A lost node is noticed within a few seconds rather than half a minute.
+               RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="2000",
+               RAY_health_check_failure_threshold="3")
+    return env
+
+
+class RayNode:
+    """One `ray start --block` process; stopping it kills its whole process tree."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path):
+        self.name, self.log = name, log
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen([str(BIN / "ray"), "start", "--block", "--disable-usage-stats", *args],
+                                         stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        kill_tree(self.proc.pid, sig)
+
+
+@contextlib.contextmanager
+def ray_cluster(root: Path, cpus: tuple[int, ...] = (1, 1)) -> Iterator[dict]:
+    """A head node and len(cpus) - 1 worker nodes on this machine, node i with cpus[i] CPUs; yields
+    {"address", "env", "nodes"} once every node has joined."""
+    root.mkdir(parents=True, exist_ok=True)
+    token = root / "ray_token"
+    token.write_text(secrets.token_hex(32))
+    os.chmod(token, 0o600)
+    env = ray_env(token)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    # Ray's socket paths must stay short: a temp dir of its own directly under /tmp.
+    temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    nodes: list[RayNode] = []
+    try:
+        nodes.append(RayNode("head", ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                                      f"--num-cpus={cpus[0]}", "--num-gpus=0", "--include-dashboard=false",
+                                      f"--temp-dir={temp_dir}"], env, root / "ray-head.log"))
+        wait_for(lambda: "Ray runtime started" in nodes[0].log.read_text(), 120, "ray head", nodes[0].proc,
+                 nodes[0].log)
+        for i, n in enumerate(cpus[1:], 1):
+            nodes.append(RayNode(f"worker{i}", ["--address", address, "--node-ip-address", "127.0.0.1",
+                                               f"--num-cpus={n}", "--num-gpus=0"], env, root / f"ray-worker{i}.log"))
+        wait_for(lambda: alive_nodes(address, env) == len(cpus), 120, "ray workers joining", nodes[-1].proc,
+                 nodes[-1].log)
+        yield {"address": address, "env": env, "nodes": nodes}
+    finally:
+        for node in reversed(nodes):
+            node.stop(signal.SIGTERM)
+            node.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def alive_nodes(address: str, env: dict[str, str]) -> int:
+    code = ("import ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+            "print(sum(n['Alive'] for n in ray.nodes()))" % address)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    return int(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else 0
