@@ -17,7 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import cli
-from .config import Config
+from .config import Config, ConfigError
 from .data import load_split
 from .evaluate import evaluate_iwae
 from .model import MatNet
@@ -139,11 +139,16 @@ def baseline_config() -> Config:
     return cfg
 
 
+QUALITY_MODELS = ("matnet", "one-latent-layer")
+
+
 def quality(minutes: float, device: torch.device, samples: int, limit: int, out_dir: Path,
-            data_dir: str | None = None) -> dict[str, Any]:
+            data_dir: str | None = None, models: tuple[str, ...] = QUALITY_MODELS) -> dict[str, Any]:
     from .train import train
     results = {}
     for name, cfg in (("matnet", preset("mnist-conv")), ("one-latent-layer", baseline_config())):
+        if name not in models:
+            continue
         cfg = cfg.with_overrides({"train.max_minutes": minutes, "train.device": str(device),
                                   "train.eval_every_steps": 500, "data.eval_limit": 1000})
         if data_dir:
@@ -171,8 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=1000, help="IWAE samples per test image (quality)")
     p.add_argument("--limit", type=int, default=1000, help="test images evaluated (quality)")
     p.add_argument("--out", default="runs/bench-quality", help="run directories (quality)")
+    p.add_argument("--models", default=",".join(QUALITY_MODELS),
+                   help=f"quality: which of {', '.join(QUALITY_MODELS)} to train (comma-separated; default both)")
     p.add_argument("--data-dir")
     args = p.parse_args(argv)
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    if not models or set(models) - set(QUALITY_MODELS):
+        raise ConfigError(f"--models {args.models!r}: use one or both of {', '.join(QUALITY_MODELS)}")
     device = cli.resolve_device(args.device)
     if args.what == "speed":
         r = throughput(preset("mnist-conv"), device, steps=args.steps)
@@ -193,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  one sample    {r['sample_one_image_with_head_s'] * 1e3:10.1f} ms (pixel by pixel; "
               f"{r['sample_one_image_s'] * 1e3:.1f} ms without the head)")
     else:
-        r = quality(args.minutes, device, args.samples, args.limit, Path(args.out), args.data_dir)
+        r = quality(args.minutes, device, args.samples, args.limit, Path(args.out), args.data_dir, models)
         print(f"{'model':>18}  {'layers':>6}  {'steps':>6}  {'IWAE k=' + str(args.samples):>12}  {'ELBO':>8}")
-        for name in ("matnet", "one-latent-layer"):
+        for name in models:
             q = r[name]
             print(f"{name:>18}  {q['latent_layers']:>6}  {q['train_steps']:>6}  {q['test_nll_nats']:>12.2f}  "
                   f"{q['test_elbo_nats']:>8.2f}")
