@@ -216,7 +216,9 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     assert len(kids2) == 4 and len({k.data.tags["trial_id"] for k in kids2}) == 4
     assert all(k.info.status == "FINISHED" for k in kids2)
     after = result_lines(exp_dir)
-    assert len(after) == 4 and all(v == 6 for v in after.values())
+    # A trial cut off resumes from the last checkpoint Tune had registered; Tune's result.json is
+    # append-only, so it may hold a step done again after that one (MLflow does not: checked below).
+    assert len(after) == 4 and all(v >= 6 for v in after.values())
     for tid, k in finished.items():  # finished trials were not run again
         assert after[tid] == before[tid]
         k2 = next(x for x in kids2 if x.data.tags["trial_id"] == tid)
