@@ -19,9 +19,17 @@ def test_compose_file_parses_and_binds_ports_to_loopback():
     # Every Ray node mounts the shared storage volume.
     for name in ("ray-head", "ray-worker"):
         assert any(v.startswith("shared:/shared") for v in services[name]["volumes"])
-    # MLflow's backend store is PostgreSQL, with an artifact store it serves.
+    # Every Ray node authenticates with one token read from a secret file (Ray 2.60 turns token auth
+    # on for `ray start --head`; a worker with another token could not join).
+    for name in ("ray-head", "ray-worker"):
+        env = services[name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_token"
+        assert "ray_token" in services[name]["secrets"]
+    assert compose["secrets"]["ray_token"]["file"] == "${RAY_TOKEN_FILE:-./secrets/ray_token}"
+    # MLflow's backend store is PostgreSQL, with an artifact store it serves; it accepts the host
+    # names the nodes and the user reach it by (MLflow 3.5+ rejects unknown Host headers).
     cmd = " ".join(services["mlflow"]["command"])
-    assert "postgresql://" in cmd and "--serve-artifacts" in cmd
+    assert "postgresql://" in cmd and "--serve-artifacts" in cmd and "mlflow:5000" in cmd
     # GPU workers ask for GPUs.
     devices = services["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
