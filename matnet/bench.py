@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import cli
 from .config import Config, ConfigError
 from .data import load_split
+from .device import autocast, resolve_device
 from .evaluate import evaluate_iwae
 from .model import MatNet
 from .objectives import elbo_loss, iwae_bound
@@ -62,7 +63,7 @@ def throughput(config: Config, device: torch.device, batch: int = 100, steps: in
     x = torch.bernoulli(torch.full((batch, 1, 28, 28), 0.13, device=device))
 
     def step() -> None:
-        with cli.autocast(device, amp):
+        with autocast(device, amp):
             out = model(x)
         loss = elbo_loss(out)
         opt.zero_grad(set_to_none=True)
@@ -87,7 +88,7 @@ def throughput(config: Config, device: torch.device, batch: int = 100, steps: in
 
     model.eval()
     xs = x[:iwae_images]
-    with cli.autocast(device, amp):
+    with autocast(device, amp):
         iwae_bound(model, xs, 10, rows_per_pass=1000)
         sync(device)
         t0 = time.perf_counter()
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     if not models or set(models) - set(QUALITY_MODELS):
         raise ConfigError(f"--models {args.models!r}: use one or both of {', '.join(QUALITY_MODELS)}")
-    device = cli.resolve_device(args.device)
+    device = resolve_device(args.device)
     if args.what == "speed":
         r = throughput(preset("mnist-conv"), device, steps=args.steps)
         head = throughput(with_head(preset("mnist-conv")), device, steps=args.steps)

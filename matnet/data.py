@@ -43,6 +43,10 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 _SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "omniglot": (1, 28, 28), "cifar10": (3, 32, 32),
            "image-folder": (3, 64, 64)}
+# Images in each data set's standard training file (before data.val_size is taken off); the image
+# folder's are counted. The fixed binarization of MNIST has its own 50,000-image training file.
+_TRAIN_FILE_IMAGES = {"mnist": 60000, "fashion-mnist": 60000, "omniglot": 24345, "cifar10": 50000}
+_AMAT_TRAIN_IMAGES = 50000
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 # Where Debian's `dataset-fashion-mnist` installs its four IDX .gz files (`dpkg -L dataset-fashion-mnist`).
@@ -101,6 +105,29 @@ def dataset_info(name: str) -> tuple[int, int, int]:
     """(C, H, W) of a dataset's images, without touching its files."""
     _check_choice("data.dataset", name, DATASETS)
     return _SHAPES[name]
+
+
+def training_images(data: DataConfig) -> int:
+    """How many images the training split of `data` holds, known without reading them (the
+    training budget is counted from it: budget.py). The same arithmetic as load_split."""
+    _check_choice("data.dataset", data.dataset, DATASETS)
+    _check_choice("data.binarize", data.binarize, BINARIZATIONS)
+    if data.dataset == "image-folder":
+        if not data.image_folder:
+            raise ConfigError("data.dataset=image-folder needs data.image_folder=PATH, the folder of photographs "
+                              "(e.g. CelebA's img_align_celeba)")
+        n_files = len(image_files(data.image_folder))
+        in_file = n_files - max(1, n_files // 10)  # the last tenth is the test split (_load_image_folder)
+    elif data.binarize == "fixed" and data.dataset == "mnist" and _find_amat(Path(data.data_dir).expanduser()):
+        n = _AMAT_TRAIN_IMAGES  # its own training file; no validation images are taken off it
+        return min(n, data.train_limit) if data.train_limit > 0 else n
+    else:
+        in_file = _TRAIN_FILE_IMAGES[data.dataset]
+    n = in_file - data.val_size
+    if n <= 0:
+        raise ConfigError(f"data.val_size={data.val_size} leaves no training images: the {data.dataset} "
+                          f"training file has only {in_file}; lower data.val_size")
+    return min(n, data.train_limit) if data.train_limit > 0 else n
 
 
 def load_split(data: DataConfig, split: str) -> Split:

@@ -35,6 +35,7 @@ from .build import is_conditional
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError
 from .data import Split, load_split, read_image_folder
+from .device import autocast, resolve_device
 from .gibbs import METHOD_NAMES, METHODS, run_chains, unknown_log_likelihood
 from .masks import MaskMaker, fixed_masks, mask_maker
 from .objectives import iwae_bound
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit < 0:
         raise ConfigError(f"--limit must be >= 0 (0: all), got {args.limit}")
 
-    device = cli.resolve_device(args.device)
+    device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint(args.checkpoint, device)
     shape = tuple(model.image_shape)
     settings = mask_settings(args, cfg, shape)

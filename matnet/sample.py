@@ -22,6 +22,7 @@ from . import cli
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError
 from .data import load_split
+from .device import autocast, resolve_device
 from .model import MatNet
 from .plots import save_grid, save_group_grid
 
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     if args.n < 1:
-        raise cli.ConfigError("--n must be at least 1")
-    device = cli.resolve_device(args.device)
+        raise ConfigError("--n must be at least 1")
+    device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint(args.checkpoint, device)
     torch.manual_seed(args.seed)
     if args.by_component:

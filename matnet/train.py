@@ -19,13 +19,16 @@ import torch
 from tqdm import tqdm
 
 from . import cli
+from .budget import budget
 from .build import build_model
 from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
 from .config import Config, ConfigError, parse_set
-from .data import Split, load_split
+from .data import load_split
+from .device import autocast, resolve_device
 from .distributions import check_data_fits
-from .masks import MaskMaker, fixed_masks, mask_maker
-from .model import MatNet
+from .evaluate import evaluate_elbo
+from .masks import mask_maker
+from .nonfinite import NonFiniteLossError
 from .objectives import elbo_loss, inference_regularizer
 from .plots import plot_kl_per_layer, read_metrics
 from .presets import PRESETS, preset
@@ -54,40 +57,6 @@ def kl_weight(cfg: Config, step: int) -> float:
     return 1.0 if w <= 0 else min(1.0, (step + 1) / w)
 
 
-def bits_per_dim(nll_nats: float, shape: tuple[int, ...]) -> float:
-    return nll_nats / (math.prod(shape) * math.log(2.0))
-
-
-@torch.no_grad()
-def evaluate_elbo(model: MatNet, split: Split, limit: int, batch_size: int, device: torch.device,
-                  amp: bool, seed: int = 1234, masks: MaskMaker | None = None) -> dict[str, Any]:
-    """One-sample ELBO over (the first `limit` images of) a split: -ELBO and its two parts, in nats
-    per image, and the mean KL of every latent layer. With `masks` (a conditional MatNet), the bound
-    of eq. 6 on the unknown pixels, under masks that are the same at every evaluation."""
-    was_training = model.training
-    model.eval()
-    n = len(split) if limit <= 0 else min(limit, len(split))
-    known = fixed_masks(masks, n, seed) if masks is not None else None
-    torch.manual_seed(seed)  # the same noise at every evaluation: curves show the model, not the draw
-    tot_recon, tot_kl, kl_layers = 0.0, 0.0, None
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(start + batch_size, n))
-        x = split.batch(idx).to(device)
-        with cli.autocast(device, amp):
-            out = model(x) if known is None else model(x, known[idx].to(device))
-        tot_recon += -out.log_px.float().sum().item()
-        kl = out.kl_per_layer.float().sum(0)
-        tot_kl += kl.sum().item()
-        kl_layers = kl if kl_layers is None else kl_layers + kl
-    model.train(was_training)
-    m = {"elbo_nats": (tot_recon + tot_kl) / n, "recon_nats": tot_recon / n, "kl_nats": tot_kl / n,
-         "kl_per_layer": [round(v / n, 5) for v in kl_layers.tolist()], "n_images": n}
-    if split.binarize == "none":  # with masks: per unknown dimension
-        dims = split.shape if known is None else (split.shape[0] * (~known).float().sum((1, 2, 3)).mean().item(),)
-        m["bpd"] = bits_per_dim(m["elbo_nats"], dims)
-    return m
-
-
 def _same_run(a: Config, b: Config) -> bool:
     """A run directory may be resumed with other stopping limits, not with another model or data."""
     return a.model == b.model and a.data == b.data
@@ -107,7 +76,7 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
     checkpoint, and call `report` at every epoch end (or every `eval_every_steps`). Resumes from
     `out_dir/checkpoint` when one is there. Returns the last metrics."""
     tc = config.train
-    device = cli.resolve_device(tc.device)
+    device = resolve_device(tc.device)
     amp = tc.amp and device.type == "cuda"
     out = Path(out_dir) if out_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
@@ -116,10 +85,8 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
     valid_split = load_split(config.data, "valid")
     check_data_fits(config.model.likelihood, train_split.binarize)
     train_split.images = train_split.images.to(device)
-    steps_per_epoch = len(train_split) // tc.batch_size
-    if steps_per_epoch < 1:
-        raise ConfigError(f"train.batch_size={tc.batch_size} is larger than the training split "
-                          f"({len(train_split)} images); lower it or raise data.train_limit")
+    plan = budget(config, len(train_split))
+    steps_per_epoch = plan.steps_per_epoch
 
     if tc.inference_reg_weight < 0:
         raise ConfigError(f"train.inference_reg_weight={tc.inference_reg_weight}: must be >= 0 (0: off)")
@@ -155,18 +122,14 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         out.mkdir(parents=True, exist_ok=True)
         config.to_json(out / "config.json")
 
-    total_steps = tc.epochs * steps_per_epoch
-    if tc.max_steps > 0:
-        total_steps = min(total_steps, tc.max_steps)
     deadline = time.monotonic() + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
-    eval_every = tc.eval_every_steps or steps_per_epoch
-    bar = tqdm(total=total_steps, initial=state["step"], disable=not progress, unit="step",
+    bar = tqdm(total=plan.total_steps, initial=state["step"], disable=not progress, unit="step",
                desc=f"train {config.data.dataset}", dynamic_ncols=True)
     run_loss, run_elbo, run_n, in_a_row = 0.0, 0.0, 0, 0
     t_seg = time.monotonic()
     images_seen_seg = 0
 
-    def evaluate_and_save() -> None:
+    def evaluate_and_save(final: bool) -> None:
         nonlocal run_loss, run_elbo, run_n, t_seg, images_seen_seg, last
         now = time.monotonic()
         state["train_seconds"] += now - t_seg
@@ -180,6 +143,9 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
             "skipped_steps": state["skipped_steps"], "train_seconds": state["train_seconds"],
             "images_per_s": images_seen_seg / max(now - t_seg, 1e-9),
             **{f"val_{k}": v[k] for k in v if k != "n_images"},
+            # The run's last evaluation: its budget is trained (or its time is up). A search tells a
+            # trial that finished from one its scheduler stopped by this (search/outcome.py).
+            "final": final,
         }
         last = metrics
         saved = None
@@ -197,9 +163,14 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         run_loss, run_elbo, run_n, images_seen_seg = 0.0, 0.0, 0, 0
         t_seg = time.monotonic()
 
+    def out_of_budget() -> bool:
+        return plan.is_last(state["step"]) or time.monotonic() >= deadline
+
     order, order_epoch = None, -1
     model.train()
-    while state["step"] < total_steps and time.monotonic() < deadline:
+    # Decided once per step, so that the evaluation that ends the run knows it is the last.
+    stop = out_of_budget()
+    while not stop:
         step = state["step"]
         epoch, pos = divmod(step, steps_per_epoch)
         if order_epoch != epoch:
@@ -209,7 +180,7 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         x = train_split.batch(idx.to(train_split.images.device))
         for g in opt.param_groups:
             g["lr"] = learning_rate(config, epoch)
-        with cli.autocast(device, amp):
+        with autocast(device, amp):
             out_ = model(x) if masks is None else model(x, masks(x.shape[0]).to(device))
             # Eq. 13: lambda * (-free energy of model samples), gradient to the inference network only.
             reg = inference_regularizer(model, x.shape[0]) if tc.inference_reg_weight > 0 else None
@@ -235,7 +206,7 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
             in_a_row += 1
             if in_a_row >= tc.max_nonfinite_in_a_row:
                 bar.close()
-                raise cli.NonFiniteLossError(
+                raise NonFiniteLossError(
                     f"training diverged: {in_a_row} updates in a row had a non-finite loss or gradient "
                     f"(step {step}); the last good checkpoint is kept; lower train.lr or raise train.kl_warmup_steps")
         state["step"] += 1
@@ -243,10 +214,11 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         bar.update(1)
         if run_n:
             bar.set_postfix(loss=f"{run_loss / run_n:.2f}", refresh=False)
-        if state["step"] % eval_every == 0:
-            evaluate_and_save()
+        stop = out_of_budget()
+        if stop or state["step"] % plan.eval_every == 0:
+            evaluate_and_save(final=stop)
     if not last or last.get("step") != state["step"]:
-        evaluate_and_save()
+        evaluate_and_save(final=True)  # a run that had nothing left to train (e.g. resumed at its end)
     bar.close()
     return last
 

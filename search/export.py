@@ -233,9 +233,9 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
                   print_results: bool = True) -> dict[str, Any]:
     """Copy the best checkpoint to EXP_DIR/best, evaluate it, write summary.json, log to MLflow."""
 
-    from matnet import cli
     from matnet.checkpoint import load_checkpoint
     from matnet.data import load_split
+    from matnet.device import resolve_device
     from matnet.evaluate import evaluate_iwae
 
     from . import tracking
@@ -274,7 +274,7 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
     ex = spec.export
     k = iwae_k or ex.iwae_k
     n_limit = ex.limit if limit is None else limit
-    dev = cli.resolve_device(device or ex.device)
+    dev = resolve_device(device or ex.device)
     with tempfile.TemporaryDirectory() as tmp:
         src = local_best
         if src is None:

@@ -52,8 +52,6 @@ class SpaceError(ValueError):
     """A search-space file that cannot be used; one line naming the file, the key and the fix."""
 
 
-# Training-file sizes, to count a trial's reports (ASHA's max_t) without reading the data.
-TRAIN_FILE_SIZES = {"mnist": 60000, "fashion-mnist": 60000, "omniglot": 24345, "cifar10": 50000}
 # Config keys that change how many reports a trial makes; searching one needs an explicit max_t.
 BUDGET_KEYS = ("train.epochs", "train.max_steps", "train.eval_every_steps", "train.batch_size",
                "data.train_limit", "data.val_size", "data.dataset")
@@ -501,22 +499,8 @@ class Space:
         """How many results a full trial reports (ASHA's max_t)."""
         if self.spec.scheduler.max_t is not None:
             return self.spec.scheduler.max_t
-        return reports_for(self.base_config())
-
-
-def reports_for(cfg: Config) -> int:
-    d, t = cfg.data, cfg.train
-    n = TRAIN_FILE_SIZES[d.dataset] - d.val_size
-    if d.binarize == "fixed" and d.dataset == "mnist":
-        n = 50000
-    if d.train_limit > 0:
-        n = min(n, d.train_limit)
-    spe = max(1, n // t.batch_size)
-    total = t.epochs * spe
-    if t.max_steps > 0:
-        total = min(total, t.max_steps)
-    every = t.eval_every_steps or spe
-    return max(1, math.ceil(total / every))
+        from matnet.budget import budget
+        return budget(self.base_config()).evaluations
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     import torch
     from ray import tune
 
-    from matnet.cli import NonFiniteLossError
+    from matnet.nonfinite import NonFiniteLossError
     from matnet.train import train
 
     # Ray logs a line for every checkpoint persisted; the trial table says enough.

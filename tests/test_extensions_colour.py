@@ -13,7 +13,8 @@ from matnet.config import MetaModule
 from matnet.data import load_split
 from matnet.evaluate import evaluate_iwae
 from matnet.presets import preset
-from matnet.train import bits_per_dim, train
+from matnet.evaluate import bits_per_dim
+from matnet.train import train
 from tests.cifar_files import photo_patches, write_cifar
 
 

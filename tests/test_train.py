@@ -7,7 +7,7 @@ import torch
 
 import matnet.train as train_mod
 from matnet.checkpoint import load_checkpoint
-from matnet.cli import NonFiniteLossError
+from matnet.nonfinite import NonFiniteLossError
 from matnet.data import load_split
 from matnet.evaluate import evaluate_iwae
 from matnet.model import MatNet
