@@ -13,6 +13,12 @@ from .config import Config, ConfigError
 from .data import training_images
 
 
+# The config keys a budget is counted from: a search that varies one of them has trials of different
+# lengths (and must tell its scheduler the longest).
+BUDGET_KEYS = ("train.epochs", "train.max_steps", "train.eval_every_steps", "train.batch_size",
+               "data.train_limit", "data.val_size", "data.dataset", "data.image_folder")
+
+
 @dataclass(frozen=True)
 class Budget:
     steps_per_epoch: int  # full batches in one pass over the training split

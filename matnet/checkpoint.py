@@ -62,14 +62,19 @@ def save_checkpoint(path: str | Path, model: AnyMatNet, config: Config, meta: di
     (tmp / META).write_text(json.dumps(full_meta, indent=2, default=float) + "\n")
     if train_state is not None:
         torch.save(train_state, tmp / TRAIN_STATE)
-    # Swap in: old -> .old, tmp -> path, drop .old. A crash in between leaves either one complete.
+    swap_in(tmp, path)
+    return path
+
+
+def swap_in(staged: Path, path: Path) -> None:
+    """Replace the folder `path` by the complete folder `staged` beside it: old -> .old, staged ->
+    path, drop .old. A crash in between leaves one complete copy, which `_recover` puts back."""
     old = path.with_name(f".{path.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         path.rename(old)
-    tmp.rename(path)
+    staged.rename(path)
     shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 def _recover(path: Path) -> None:

@@ -155,18 +155,13 @@ class Config:
 
     def override(self, key: str, value: Any) -> "Config":
         """A copy with one dotted key (`train.lr`, `model.meta_modules`) replaced."""
+        key_type(key)  # an unknown key is an error that lists the known ones
         d = self.to_dict()
-        parts = key.split(".")
+        *sections, name = key.split(".")
         node = d
-        for i, p in enumerate(parts[:-1]):
-            if not isinstance(node, dict) or p not in node:
-                raise ConfigError(f"unknown config key '{key}': '{'.'.join(parts[:i + 1])}' does not exist"
-                                  f" (sections: {', '.join(d)})")
-            node = node[p]
-        if not isinstance(node, dict) or parts[-1] not in node:
-            known = ", ".join(f"{'.'.join(parts[:-1])}.{k}" for k in node) if isinstance(node, dict) else ""
-            raise ConfigError(f"unknown config key '{key}'; known keys here: {known}")
-        node[parts[-1]] = value
+        for part in sections:
+            node = node[part]
+        node[name] = value
         return Config.from_dict(d)
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Config":
@@ -174,6 +169,35 @@ class Config:
         for k, v in overrides.items():
             cfg = cfg.override(k, v)
         return cfg
+
+
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
+
+
+def key_type(key: str) -> Any:
+    """The declared type of a dotted config key (`train.lr` -> float, `model.meta_modules` ->
+    list[MetaModule]). An unknown key raises ConfigError listing the keys known where it went wrong."""
+    tp: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(tp)]
+        if part not in names:
+            prefix = ".".join(parts[:i])
+            known = ", ".join(f"{prefix}.{n}" if prefix else n for n in names)
+            raise ConfigError(f"unknown config key '{key}'; known keys: {known}")
+        tp = typing.get_type_hints(tp)[part]
+        if i < len(parts) - 1 and not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"unknown config key '{key}': '{'.'.join(parts[:i + 1])}' is a setting, not a section")
+    return tp
+
+
+def item_fields(key: str) -> list[str] | None:
+    """The fields of each item when `key` holds a list of settings (model.meta_modules: scale, width,
+    modules, latent_channels), else None."""
+    tp = key_type(key)
+    if typing.get_origin(tp) is not list or not dataclasses.is_dataclass(typing.get_args(tp)[0]):
+        return None
+    return [f.name for f in dataclasses.fields(typing.get_args(tp)[0])]
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from .build import is_conditional
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError
 from .data import Split, load_split, read_image_folder
-from .device import autocast, resolve_device
+from .device import resolve_device
 from .gibbs import METHOD_NAMES, METHODS, run_chains, unknown_log_likelihood
 from .masks import MaskMaker, fixed_masks, mask_maker
 from .objectives import iwae_bound

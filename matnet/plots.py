@@ -119,3 +119,19 @@ def _middle(layer_meta: Sequence[int], meta: int) -> int:
     """The middle layer of a meta module: its shade stands for the module's colour family."""
     members = [l for l, m in enumerate(layer_meta) if m == meta]
     return members[len(members) // 2]
+
+
+def plot_kl_bars(kl: Sequence[float], names: Sequence[str], path: str | Path, title: str) -> Path:
+    """The KL of every latent layer at one point of training (nats per image), one bar per layer."""
+    fig = Figure(figsize=(max(4.0, 0.45 * len(kl) + 1.5), 3.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.bar(range(len(kl)), kl, color="#4477aa")
+    ax.set_xticks(range(len(kl)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("KL (nats / image)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

@@ -22,7 +22,7 @@ from . import cli
 from .checkpoint import load_checkpoint
 from .config import Config, ConfigError
 from .data import load_split
-from .device import autocast, resolve_device
+from .device import resolve_device
 from .model import MatNet
 from .plots import save_grid, save_group_grid
 

@@ -41,7 +41,7 @@ search:
   model.top_latents: {{type: categorical, choices: [8, 16]}}
 scheduler: {{type: none}}
 sampler: {{type: tpe, seed: 0}}
-mlflow: {{sample_images: 16}}
+mlflow: {{sample_images: 16, artifact_location: {artifacts}}}
 """
 
 
@@ -55,42 +55,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the figures as JSON to this path")
     args = p.parse_args(argv)
     if args.trials < 1 or args.steps < 1 or args.every < 1:
-        from .run import RunError
+        from .cluster import RunError
         raise RunError("--trials, --steps and --every must be at least 1")
     slots = args.concurrent or (os.cpu_count() or 1)
 
-    from ray.tune import ExperimentAnalysis
-
     from . import run
+    from .ledger import read_records
+    from .folder import SearchFolder
+    from .space import load_space
 
     with tempfile.TemporaryDirectory(prefix="matnet-bench-") as tmp:
-        space = Path(tmp) / "bench.yaml"
-        space.write_text(SPACE.format(trials=args.trials, concurrent=slots, steps=args.steps, every=args.every,
-                                      reuse=str(not args.no_reuse).lower()))
-        cwd = os.getcwd()
-        os.chdir(tmp)  # MLflow's artifacts land in the temporary directory
-        try:
-            t0 = time.monotonic()
-            code = run.main([str(space), "--storage", str(Path(tmp) / "results"), "--no-export",
-                             "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"])
-            total = time.monotonic() - t0
-        finally:
-            os.chdir(cwd)
-        if code != 0:
-            return code
-        analysis = ExperimentAnalysis(str(Path(tmp) / "results" / "bench"))
-        train_s = []
-        for trial in analysis.trials:
-            last = trial.last_result or {}
-            train_s.append(float(last.get("train_call_s", 0.0)))
-    wall = run.TIMINGS["fit_s"]
+        space_file = Path(tmp) / "bench.yaml"
+        space_file.write_text(SPACE.format(trials=args.trials, concurrent=slots, steps=args.steps, every=args.every,
+                                           reuse=str(not args.no_reuse).lower(), artifacts=Path(tmp) / "mlartifacts"))
+        t0 = time.monotonic()
+        outcome = run.run_search(run.parser().parse_args([
+            str(space_file), "--storage", str(Path(tmp) / "results"), "--no-export",
+            "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"]), load_space(space_file))
+        total = time.monotonic() - t0
+        if outcome.code != 0:
+            return outcome.code
+        records = read_records(SearchFolder(str(Path(tmp) / "results" / "bench")))
+        train_s = [float(r.last.get("train_call_s", 0.0)) for r in records.values()]
+    wall = outcome.seconds["fit"]
     busy = sum(train_s)
     fraction = busy / (wall * slots)
     overhead = (wall * slots - busy) / len(train_s)
     figures = {
         "trials": len(train_s), "slots": slots, "steps_per_trial": args.steps, "report_every_steps": args.every,
         "reuse_actors": not args.no_reuse,
-        "search_wall_s": round(wall, 2), "ray_start_s": round(run.TIMINGS.get("ray_init_s", 0.0), 2),
+        "search_wall_s": round(wall, 2), "ray_start_s": round(outcome.seconds["ray_init"], 2),
         "command_wall_s": round(total, 2),
         "train_s_total": round(busy, 2), "train_s_per_trial_median": round(statistics.median(train_s), 2),
         "training_fraction": round(fraction, 4), "overhead_s_per_trial": round(overhead, 2),
@@ -110,6 +104,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .export import run_cli
-    from .run import RunError
-    run_cli(main, extra=(RunError,))
+    from .cli import run_cli
+    run_cli(main)

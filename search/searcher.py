@@ -1,95 +1,119 @@
-"""Ray Tune's OptunaSearch, told the truth about trials that the scheduler stopped.
+"""Optuna as a Ray Tune searcher, told the truth about trials that the scheduler stopped.
 
-Ray's OptunaSearch (ray/tune/search/optuna/optuna_search.py, Ray 2.60) reports every result to the
-Optuna trial, but when ASHA stops a trial the controller skips `on_trial_result` for the stopping
-result and then calls `on_trial_complete(trial_id, result=last_result)`. Because that result holds
-the metric, OptunaSearch tells Optuna the trial is COMPLETE with its low-fidelity score, which
-TPE then compares with fully trained trials as if they were equals.
+Ray's own OptunaSearch (Ray 2.60) tells Optuna that a trial ASHA stopped is COMPLETE, with its
+low-fidelity score, which TPE then ranks against fully trained trials as if they were equals (a
+test keeps that fact in view: tests/test_search_searcher.py). This searcher is written on the public
+APIs of both libraries instead (Tune's `Searcher`, Optuna's ask-and-tell), and tells each trial as
+`search.outcome.classify` decides, the same way the MLflow runs and the export see it:
 
-Here a trial stopped before it made all its reports is told as PRUNED, after its last value is
-recorded as the intermediate value at the training step it reached (Optuna then ranks it among
-pruned trials by how far it got). A trial that ended with `status: diverged` is told as FAIL, a
-trial that crashed as FAIL (as before). Intermediate values are recorded at matnet's training
-step (`step` in the result) rather than at Tune's iteration count, so the Optuna study reads in
-the same units as the training logs.
+- completed -> COMPLETE with its last value;
+- pruned    -> PRUNED, its last value recorded as the intermediate value at the training step it
+               reached (Optuna ranks pruned trials by how far they got);
+- diverged, error -> FAIL.
+
+Intermediate values are recorded at matnet's training step (`step` in a result), so the study reads
+in the same units as the training logs.
 """
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Optional
+import pickle
+from typing import Any, Callable, Optional
 
-from ray.tune.search.optuna import OptunaSearch
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from .outcome import Outcome, classify
 
 logger = logging.getLogger(__name__)
 
+STEP_KEY = "step"
+ITERATION_KEY = "training_iteration"
+# What each outcome is told to Optuna as.
+OPTUNA_STATE = {Outcome.COMPLETED: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRUNED,
+                Outcome.DIVERGED: TrialState.FAIL, Outcome.ERROR: TrialState.FAIL}
 
-class PruningOptunaSearch(OptunaSearch):
-    def __init__(self, *args: Any, max_t: int, time_attr: str = "training_iteration",
-                 step_attr: str = "step", **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._max_t = max_t
-        self._time_attr = time_attr
-        self._step_attr = step_attr
-        # trial id -> the last iteration passed to on_trial_result (a completed trial's last
-        # result passes there; a result on which the scheduler stopped a trial does not).
-        self._last_seen: dict[str, int] = {}
-        self._steps_told: dict[str, set[int]] = {}
 
-    def _step(self, result: dict[str, Any]) -> int:
-        step = result.get(self._step_attr)
-        return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else int(result[self._time_attr])
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-    def _record(self, trial_id: str, result: dict[str, Any]) -> None:
-        value = result.get(self.metric)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return
-        step = self._step(result)
-        told = self._steps_told.setdefault(trial_id, set())
-        if step not in told:
-            self._ot_trials[trial_id].report(float(value), step)
-            told.add(step)
+
+class OptunaSearcher(Searcher):
+    """`space(trial)` is an Optuna define-by-run function (search.space.Space.suggest)."""
+
+    def __init__(self, space: Callable[[optuna.Trial], Any], metric: str, mode: str,
+                 sampler: Optional[optuna.samplers.BaseSampler] = None,
+                 points_to_evaluate: Optional[list[dict[str, Any]]] = None):
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.study = optuna.create_study(sampler=sampler, pruner=optuna.pruners.NopPruner(),
+                                         direction="minimize" if mode == "min" else "maximize")
+        for point in points_to_evaluate or []:
+            self.study.enqueue_trial(point)
+        self.trials: dict[str, optuna.Trial] = {}     # Tune trial id -> its Optuna trial
+        self.steps_told: dict[str, set[int]] = {}     # steps with an intermediate value, per trial
+        self.told: set[str] = set()                   # trials whose end Optuna knows
+
+    # ---- Tune's Searcher interface ---------------------------------------------------------------
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: dict, **spec: Any) -> bool:
+        return False  # the space, metric and mode are given at construction
+
+    def suggest(self, trial_id: str) -> Optional[dict[str, Any]]:
+        if trial_id not in self.trials:
+            self.trials[trial_id] = self.study.ask()
+        trial = self.trials[trial_id]
+        self.space(trial)
+        return dict(trial.params)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if isinstance(self.metric, list) or trial_id in self._completed_trials:
-            return super().on_trial_result(trial_id, result)
-        self._record(trial_id, result)
-        if self._time_attr in result:
-            self._last_seen[trial_id] = int(result[self._time_attr])
+        if trial_id in self.trials and trial_id not in self.told:
+            self._record(trial_id, result)
 
-    def on_trial_complete(self, trial_id: str, result: Optional[dict[str, Any]] = None,
-                          error: bool = False) -> None:
-        if isinstance(self.metric, list) or trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            return super().on_trial_complete(trial_id, result, error)
-        from optuna.trial import TrialState
-
-        ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr("ray_trial_id", trial_id)
+    def on_trial_complete(self, trial_id: str, result: Optional[dict[str, Any]] = None, error: bool = False) -> None:
+        if trial_id not in self.trials or trial_id in self.told:
+            return
+        trial = self.trials[trial_id]
+        outcome = classify(result, errored=error, ended=True)
         value = (result or {}).get(self.metric)
-        finite = isinstance(value, (int, float)) and math.isfinite(value)
-        if error:
-            state, status = TrialState.FAIL, "error"
-        elif result and result.get("status") == "diverged":
-            state, status = TrialState.FAIL, "diverged"
-        elif not result or not finite or self._time_attr not in result:
-            state, status = TrialState.PRUNED, "stopped"
-        else:
-            iteration = int(result[self._time_attr])
-            stopped_here = self._last_seen.get(trial_id) != iteration
-            if stopped_here and iteration < self._max_t:
-                self._record(trial_id, result)
-                state, status = TrialState.PRUNED, "pruned"
-            else:
-                if stopped_here:
-                    self._record(trial_id, result)
-                state, status = TrialState.COMPLETE, "completed"
-        if result and self._step_attr in result:
-            ot_trial.set_user_attr("step_reached", self._step(result))
-        ot_trial.set_user_attr("status", status)
+        if outcome is Outcome.COMPLETED and not _finite(value):
+            outcome = Outcome.PRUNED  # nothing to rank it by
+        if result:
+            self._record(trial_id, result)  # the result the scheduler stopped it on never came through on_trial_result
+        trial.set_user_attr("ray_trial_id", trial_id)
+        trial.set_user_attr("status", str(outcome))
+        if result and (STEP_KEY in result or ITERATION_KEY in result):
+            trial.set_user_attr("step_reached", self._step(result))
         try:
-            self._ot_study.tell(ot_trial, float(value) if state == TrialState.COMPLETE else None, state=state)
-        except Exception as exc:  # e.g. the study already holds this trial as finished
-            logger.warning("Optuna refused the result of trial %s: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
-        self._last_seen.pop(trial_id, None)
-        self._steps_told.pop(trial_id, None)
+            self.study.tell(trial, float(value) if outcome is Outcome.COMPLETED else None,
+                            state=OPTUNA_STATE[outcome])
+        except Exception as exc:  # noqa: BLE001 - e.g. the study already holds this trial as finished
+            logger.warning("Optuna refused the end of trial %s: %s", trial_id, exc)
+        self.told.add(trial_id)
+        self.steps_told.pop(trial_id, None)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _step(result: dict[str, Any]) -> int:
+        step = result.get(STEP_KEY)
+        return int(step) if _finite(step) else int(result[ITERATION_KEY])
+
+    def _record(self, trial_id: str, result: dict[str, Any]) -> None:
+        """The result's value as Optuna's intermediate value at its training step (once per step)."""
+        value = result.get(self.metric)
+        if not _finite(value) or (STEP_KEY not in result and ITERATION_KEY not in result):
+            return
+        step = self._step(result)
+        told = self.steps_told.setdefault(trial_id, set())
+        if step not in told:
+            self.trials[trial_id].report(float(value), step)
+            told.add(step)

@@ -6,7 +6,7 @@ are. A trial that Tune restarts (a crash, a lost worker, a resumed search) gets 
 back from `tune.get_checkpoint()`; it is copied to `RUN_DIR/checkpoint`, from where `train()`
 resumes on its own, exactly where it stopped.
 
-The trial side knows nothing of MLflow: the driver logs every result (search/tracking.py), so
+The trial side knows nothing of MLflow: the driver logs every result (search/tracking/), so
 trials on other nodes need no access to the tracking server.
 """
 from __future__ import annotations
@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-STATUS_RUNNING = "running"
-STATUS_DIVERGED = "diverged"
+from .outcome import STATUS_KEY, Outcome
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +34,7 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_trial(config: dict[str, Any], space: Any) -> None:
-    """The trial: `config` holds the parameters Optuna drew; `space` (search.spaces.Space) turns
+    """The trial: `config` holds the parameters Optuna drew; `space` (search.space.Space) turns
     them into a matnet Config."""
     import logging
 
@@ -48,10 +47,10 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
 
     # Ray logs a line for every checkpoint persisted; the trial table says enough.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
-    spec = space.spec
+    experiment = space.settings.experiment
     cfg = space.trial_config(config)
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch's intra-op pool should match it.
-    torch.set_num_threads(max(1, int(spec.experiment.resources.cpu)))
+    torch.set_num_threads(max(1, int(experiment.resources.cpu)))
 
     run_dir = Path(tune.get_context().get_trial_dir()) / "matnet"
     # Start from exactly what Tune knows: its last checkpoint, or nothing.
@@ -76,7 +75,7 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         t0 = time.monotonic()
         flat = flat_metrics(metrics)
-        flat["status"] = STATUS_RUNNING
+        flat[STATUS_KEY] = str(Outcome.RUNNING)
         flat["train_call_s"] = t0 - clock["start"] - clock["in_report"]
         flat["ray_node_id"] = node_id
         last.clear()
@@ -90,8 +89,8 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     except NonFiniteLossError as e:
         # End this trial with a clear status; the search goes on. No checkpoint: the last good one
         # stays the trial's latest. The metric is NaN: ASHA ignores NaN when it ranks trials (an
-        # infinity would distort its cut-offs), Optuna is told FAIL (search/searcher.py).
+        # infinity would distort its cut-offs), Optuna is told FAIL (search/outcome.py).
         final = dict(last)
-        final.update({"status": STATUS_DIVERGED, "error": str(e).splitlines()[0][:300],
-                      spec.experiment.metric: math.nan})
+        final.update({STATUS_KEY: str(Outcome.DIVERGED), "error": str(e).splitlines()[0][:300],
+                      experiment.metric: math.nan})
         tune.report(final)

@@ -76,7 +76,7 @@ def mlflow_runs(uri: str):
 
 def optuna_trials(exp_dir: Path):
     state = pickle.loads(Path(glob.glob(str(exp_dir / "searcher-state-*.pkl"))[0]).read_bytes())
-    return state["_ot_study"].trials
+    return state["study"].trials
 
 
 def result_lines(exp_dir: Path) -> dict[str, int]:
@@ -295,9 +295,9 @@ def test_a_search_over_conditional_matnets_logs_imputations_and_exports_the_unkn
 
 LISTENERS = """
 import json, os, psutil, ray
-from search import run
-from search.spaces import load_space
-run.init_ray(None, load_space("spaces/quickstart.yaml"))
+from search.cluster import init_ray
+from search.space import load_space
+init_ray(None, load_space("spaces/quickstart.yaml"))
 ray.get(ray.remote(lambda: 1).remote())  # a worker process too
 me = psutil.Process()
 addrs = [c.laddr.ip for p in [me, *me.children(recursive=True)] for c in p.net_connections(kind="tcp")

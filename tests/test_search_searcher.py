@@ -1,7 +1,8 @@
-"""PruningOptunaSearch: a trial the scheduler stops reaches Optuna as PRUNED at the step it reached.
+"""OptunaSearcher: a trial the scheduler stops reaches Optuna as PRUNED at the step it reached.
 
 Driven the way Ray Tune's controller drives it (no Ray runtime needed): `on_trial_result` for every
-result the scheduler let through, then `on_trial_complete` with the last result.
+result the scheduler let through, then `on_trial_complete` with the last result. As the trainable
+does, a trial's last evaluation of its whole budget says so (`final: true`, matnet.train).
 """
 from __future__ import annotations
 
@@ -9,23 +10,26 @@ import math
 
 from optuna.trial import TrialState
 
-from search.searcher import PruningOptunaSearch
+from search.searcher import OptunaSearcher
 
 
 def _space(trial):
     trial.suggest_float("train.lr", 1e-4, 1e-2, log=True)
 
 
-def _searcher(max_t: int = 4) -> PruningOptunaSearch:
-    return PruningOptunaSearch(space=_space, metric="val_elbo_nats", mode="min", max_t=max_t)
+MAX_T = 4  # evaluations of a trial's whole budget
+
+
+def _searcher() -> OptunaSearcher:
+    return OptunaSearcher(space=_space, metric="val_elbo_nats", mode="min")
 
 
 def _result(it: int, value: float, **extra) -> dict:
-    return {"training_iteration": it, "step": 10 * it, "val_elbo_nats": value, **extra}
+    return {"training_iteration": it, "step": 10 * it, "val_elbo_nats": value, "final": it == MAX_T, **extra}
 
 
-def _by_id(s: PruningOptunaSearch) -> dict:
-    return {t.user_attrs["ray_trial_id"]: t for t in s._ot_study.trials if "ray_trial_id" in t.user_attrs}
+def _by_id(s: OptunaSearcher) -> dict:
+    return {t.user_attrs["ray_trial_id"]: t for t in s.study.trials if "ray_trial_id" in t.user_attrs}
 
 
 def test_scheduler_stop_is_pruned_at_the_step_reached_and_full_runs_complete():

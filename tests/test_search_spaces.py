@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from matnet.config import Config
-from search.spaces import Space, SpaceError, check_resume_compatible, load_space
+from search.space import Space, SpaceError, check_resume_compatible, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "spaces").glob("*.yaml"))
@@ -57,13 +57,13 @@ def test_shipped_spaces_load_and_sample():
 
 def test_quickstart_is_small_enough_for_a_laptop():
     s = load_space(ROOT / "spaces" / "quickstart.yaml")
-    e = s.spec.experiment
-    assert e.num_samples >= 8 and s.spec.scheduler.type == "asha" and e.resources.gpu == 0
+    e = s.settings.experiment
+    assert e.num_samples >= 8 and s.settings.scheduler.type == "asha" and e.resources.gpu == 0
     assert s.base_config().data.dataset == "mnist" and s.base_config().train.device == "cpu"
-    assert s.spec.export.iwae_k < 2500
+    assert s.settings.export.iwae_k < 2500
     for f in ("mnist", "omniglot", "cifar10"):
         paper = load_space(ROOT / "spaces" / f"{f}.yaml")
-        assert paper.spec.export.iwae_k == 2500 and paper.spec.experiment.resources.gpu > 0
+        assert paper.settings.export.iwae_k == 2500 and paper.settings.experiment.resources.gpu > 0
 
 
 def test_scalars_fixed_and_data_reach_the_config(tmp_path):
@@ -318,3 +318,23 @@ def test_a_key_set_twice_needs_a_condition(tmp_path):
                           "  lr2: {key: train.lr, type: categorical, choices: [0.5], when: {big: true}}\n", tmp_path)
     for params in s.sample(10, seed=0):
         assert s.trial_config(params).train.lr == (0.5 if params["big"] else params["train.lr"])
+
+
+def test_an_image_folder_space_counts_its_budget_from_the_folder(tmp_path):
+    """The search asks matnet.budget how many reports a trial makes, for image folders too (it used
+    to die with KeyError: 'image-folder' in a table of its own)."""
+    from tests.test_impute_data import write_photos
+    write_photos(tmp_path / "photos")
+    text = ("experiment: {name: faces, num_samples: 2}\nbase: faces-occluders\n"
+            "data: {image_folder: %s, val_size: 2}\nfixed:\n  train: {batch_size: 3, epochs: 4, device: cpu}\n"
+            "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n")
+    (tmp_path / "faces.yaml").write_text(text % (tmp_path / "photos"))
+    assert load_space(tmp_path / "faces.yaml").reports_per_trial() == 4
+    r = subprocess.run([sys.executable, "-m", "search.run", str(tmp_path / "faces.yaml"), "--dry-run"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and "valid" in r.stdout and "ASHA over 4 reports" in r.stdout, r.stderr
+    (tmp_path / "nowhere.yaml").write_text(text % (tmp_path / "nowhere"))
+    msg = error_of((tmp_path / "nowhere.yaml").read_text(), tmp_path)
+    assert "data:" in msg and "no such folder" in msg, msg
+    msg = error_of(text.replace("data: {image_folder: %s, val_size: 2}\n", ""), tmp_path)
+    assert "needs data.image_folder" in msg, msg

@@ -1,0 +1,16 @@
+"""The search commands' entry point: matnet's one-line errors, and the search platform's own."""
+from __future__ import annotations
+
+from typing import Callable
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
+    """Run a command's main (search.run, search.export, search.bench): a mistake in the user's input
+    or files is one line `error: ...` and exit status 2, never a traceback (matnet.cli.run)."""
+    from matnet import cli
+
+    from .folder import SearchFolderError
+    from .results import ExportError
+    from .cluster import RunError
+    from .space import SpaceError
+    cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError))

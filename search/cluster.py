@@ -1,0 +1,89 @@
+"""Where a search runs and writes: a private local Ray (loopback only) or an existing cluster,
+and storage that every node of it can reach."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from . import storage
+from .compat import ray_loopback_only
+from .space import Space
+
+DEFAULT_STORAGE = "ray_results"
+
+
+class RunError(RuntimeError):
+    """A search that cannot be started or resumed as asked; one line with the fix."""
+
+
+def cluster_address(args: argparse.Namespace) -> str | None:
+    return args.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def resolve_storage(given: str | None, address: str | None) -> str:
+    """Local runs: a folder (default ./ray_results). Clusters: shared storage only."""
+    if given and storage.is_uri(given):
+        return given.rstrip("/")
+    if address is None:
+        return str(Path(given or DEFAULT_STORAGE).expanduser().resolve())
+    if not given:
+        raise RunError(f"on a Ray cluster (--address {address}) give --storage: trials on other nodes write their "
+                       f"checkpoints there, so it must be shared (s3://bucket/path, gs://..., or an absolute path "
+                       f"mounted on every node with --shared-storage)")
+    path = Path(given).expanduser()
+    if not path.is_absolute():
+        raise RunError(f"--storage {given} is a relative path on this machine, which other nodes of the cluster "
+                       f"cannot reach; use a URI such as s3://bucket/path, or an absolute path on a file system "
+                       f"mounted on every node, with --shared-storage")
+    return str(path)
+
+
+def check_cluster_storage(path: str, address: str | None, shared_confirmed: bool) -> None:
+    """After connecting: a local (non-URI) path is fine on a cluster only if every node is this
+    machine, or the user confirmed it is mounted on every node."""
+    if address is None or storage.is_uri(path) or shared_confirmed:
+        return
+    import ray
+    me = ray.util.get_node_ip_address()
+    others = sorted({n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")} - {me})
+    if others or address.startswith("ray://"):
+        where = f"nodes {', '.join(others[:3])}" if others else "the Ray client's cluster"
+        raise RunError(f"--storage {path} is a path on this machine, but {where} cannot be assumed to see it; "
+                       f"use shared storage (s3://..., gs://...), or pass --shared-storage if {path} is mounted "
+                       f"at the same path on every node")
+
+
+def init_ray(address: str | None, space: Space) -> None:
+    """Safe by default: without an address, a private Ray sized to this machine that listens on
+    127.0.0.1 only (search/compat.py says how)."""
+    if address is None:
+        ray_loopback_only()
+    import ray
+    resources = space.settings.experiment.resources
+    if address is not None:
+        try:
+            ray.init(address=address, log_to_driver=True, logging_level="WARNING")
+        except ConnectionError as e:
+            raise RunError(f"cannot connect to the Ray cluster at {address} ({str(e).splitlines()[0]}); is it "
+                           f"running? (ray status)") from None
+        return
+    num_cpus = os.cpu_count() or 1
+    num_gpus = local_gpus()
+    if resources.cpu > num_cpus:
+        raise RunError(f"{space.path}: experiment.resources.cpu is {resources.cpu:g} but this machine has {num_cpus} "
+                       f"CPUs; lower it")
+    if resources.gpu > num_gpus:
+        raise RunError(f"{space.path}: experiment.resources.gpu is {resources.gpu:g} but this machine has {num_gpus} "
+                       f"GPUs; set resources.gpu: 0 (and train.device: cpu) or run on a GPU machine / cluster")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+
+
+def local_gpus() -> int:
+    try:
+        import torch
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no usable CUDA: no GPUs
+        return 0

@@ -1,0 +1,37 @@
+"""`search.run SPACE --dry-run`: the space validated, summarised, and a few trial configs drawn as
+the sampler would draw them, each built into its model (no Ray, no training)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .space import Space
+
+
+def dry_run(space: Space, n: int = 3) -> None:
+    from matnet.build import build_model
+    from matnet.data import dataset_info
+
+    experiment, scheduler, sampler = space.settings.experiment, space.settings.scheduler, space.settings.sampler
+    print(f"{space.path}: valid.")
+    print(f"  search {experiment.name}: {experiment.num_samples} trials, {experiment.max_concurrent or 'as many as fit'} "
+          f"at once, {experiment.resources.cpu:g} CPU + {experiment.resources.gpu:g} GPU each; "
+          f"{experiment.metric} ({experiment.mode})")
+    early_stopping = "no early stopping" if scheduler.type == "none" else (
+        f"ASHA over {space.reports_per_trial()} reports per trial (grace {scheduler.grace_period}, "
+        f"reduction {scheduler.reduction_factor:g})")
+    print(f"  base preset {space.settings.base}; {early_stopping}; sampler {sampler.type} (seed {sampler.seed})")
+    print(f"  searched: {', '.join(space.distributions())}")
+    shape = dataset_info(space.base_config().data.dataset)
+    for i, params in enumerate(space.sample(n), 1):
+        config = space.trial_config(params)
+        model = build_model(config, shape)  # a one-line ConfigError for a layout or task that cannot be built
+        n_params = sum(t.numel() for t in model.parameters())
+        layout = " + ".join(f"{m.modules}x[{m.scale}x{m.scale} w{m.width} z{m.latent_channels}]"
+                            for m in config.model.meta_modules)
+        print(f"  sample {i}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()))
+        print(f"            -> {model.num_layers} latent layers, {n_params / 1e6:.2f}M parameters: "
+              f"top z{config.model.top_latents} + {layout}")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

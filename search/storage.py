@@ -1,0 +1,106 @@
+"""Where a search keeps its files: a local folder or a URI (s3://, gs://, abfs://, file://), reached
+through pyarrow's file systems (the same ones Ray Tune writes trial checkpoints with).
+
+Every write here is whole-or-nothing: a text file is written beside its target and renamed over it;
+a folder is replaced through matnet.checkpoint's atomic swap when local. Object stores have no
+rename, so there a folder is deleted and uploaded again (their single-object writes are atomic).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def is_uri(path: str) -> bool:
+    return "://" in str(path)
+
+
+def _fs(path: str):
+    """(pyarrow file system, path on it) for a URI or a local path."""
+    import pyarrow.fs as pafs
+    if is_uri(path):
+        return pafs.FileSystem.from_uri(str(path))
+    return pafs.LocalFileSystem(), str(Path(path).resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([str(base).rstrip("/"), *parts]) if is_uri(base) else str(Path(base, *parts))
+
+
+def exists(path: str) -> bool:
+    if not is_uri(path):
+        return Path(path).exists()
+    import pyarrow.fs as pafs
+    fs, p = _fs(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def read_text(path: str) -> str:
+    if not is_uri(path):
+        return Path(path).read_text()
+    fs, p = _fs(path)
+    with fs.open_input_stream(p) as f:
+        return f.read().decode()
+
+
+def write_text(path: str, text: str) -> None:
+    if not is_uri(path):
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+        return
+    fs, p = _fs(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(p) as f:
+        f.write(text.encode())
+
+
+def replace_dir(local: Path, dest: str) -> None:
+    """Make `dest` a copy of the local folder `local`, replacing what was there."""
+    if not is_uri(dest):
+        from matnet.checkpoint import swap_in
+        target = Path(dest)
+        staged = target.with_name(f".{target.name}.tmp")
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(local, staged)
+        swap_in(staged, target)
+        return
+    import pyarrow.fs as pafs
+    fs, p = _fs(dest)
+    try:
+        fs.delete_dir(p)
+    except (OSError, FileNotFoundError):
+        pass
+    fs.create_dir(p, recursive=True)
+    pafs.copy_files(str(local), p, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+@contextmanager
+def local_copy(path: str) -> Iterator[Path]:
+    """A local folder with the contents of `path`: the folder itself when local, else a temporary
+    download (removed afterwards)."""
+    if not is_uri(path):
+        yield Path(path)
+        return
+    import pyarrow.fs as pafs
+    fs, p = _fs(path)
+    with tempfile.TemporaryDirectory(prefix="matnet-") as tmp:
+        local = Path(tmp) / Path(p).name
+        pafs.copy_files(p, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        yield local
+
+
+def relative_to(path: str, base: str) -> str | None:
+    """`path` (a path on `base`'s file system, as Tune reports checkpoint paths) relative to `base`,
+    or None when it lies elsewhere."""
+    _, base_path = _fs(base)
+    _, full = _fs(path) if not is_uri(base) else (None, str(path))
+    base_path, full = base_path.rstrip("/"), full.rstrip("/")
+    if full == base_path or not full.startswith(base_path + "/"):
+        return None
+    return full[len(base_path) + 1:]

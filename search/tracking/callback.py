@@ -1,0 +1,181 @@
+"""The Ray Tune callback that logs every trial as a child run of the search's parent MLflow run.
+
+All logging happens on the driver: trials (possibly on other nodes) never talk to the tracking
+server, and interruption and resume are handled in one place.
+
+- A trial's child run is found again by its `trial_id` tag under the parent (and by the callback's
+  own state), so a resumed or restarted trial never gets a second child run, and iterations already
+  logged are not logged twice.
+- Each result is logged with one `log_batch` request, at matnet's training step.
+- A finished trial gets its outcome (search/outcome.py) as the `status` tag, its best value (from
+  the trial ledger), and its figures (samples or imputations, per-layer KL) as artifacts.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from ..ledger import TrialLedger, error_line
+from ..outcome import Outcome, classify
+from .runs import (MAX_BATCH_METRICS, SEARCH_TAG, STATUS_TAG, TRIAL_TAG, chunks, client, flat_config, log_params,
+                   numeric_metrics)
+
+logger = logging.getLogger(__name__)
+
+# A child run's MLflow status for each outcome.
+MLFLOW_STATUS = {Outcome.COMPLETED: "FINISHED", Outcome.PRUNED: "FINISHED", Outcome.DIVERGED: "FAILED",
+                 Outcome.ERROR: "FAILED"}
+
+
+class MlflowCallback(Callback):
+    def __init__(self, tracking_uri: str, parent_run_id: str, space: Any, search_name: str, ledger: TrialLedger):
+        self.tracking_uri = tracking_uri
+        self.parent_run_id = parent_run_id
+        self.space = space
+        self.search_name = search_name
+        self.ledger = ledger  # a callback before this one: the trials' best values
+        self.metric = space.settings.experiment.metric
+        self.sample_images = space.settings.mlflow.sample_images
+        self._runs: dict[str, str] = {}        # trial id -> child run id
+        self._last_iter: dict[str, int] = {}   # trial id -> last training_iteration logged
+        self._client = None
+        self._experiment_id: str | None = None
+
+    # Tune pickles callbacks with the experiment (tuner.pkl): not the client's connection.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        return state
+
+    def get_state(self) -> dict[str, Any]:
+        return {"runs": dict(self._runs), "last_iter": dict(self._last_iter)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._runs = dict(state.get("runs", {}))
+        self._last_iter = dict(state.get("last_iter", {}))
+
+    def _mlflow(self):
+        """The tracking client (made on first use, with the parent run's experiment id)."""
+        if self._client is None:
+            self._client = client(self.tracking_uri)
+            self._experiment_id = self._client.get_run(self.parent_run_id).info.experiment_id
+        return self._client
+
+    def _safe(self, what: str, fn, *args: Any) -> Any:
+        """A tracking-server hiccup is logged, never allowed to stop the search."""
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - tracking is best effort for the search itself
+            logger.warning("MLflow: could not %s: %s", what, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return None
+
+    # ---- child runs ------------------------------------------------------------------------------
+    def _find_child(self, trial_id: str) -> Any:
+        runs = self._mlflow().search_runs(
+            [self._experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.{TRIAL_TAG} = '{trial_id}'",
+            max_results=10)
+        return runs[0] if runs else None
+
+    def _child(self, trial: Any) -> str:
+        trial_id = trial.trial_id
+        if trial_id in self._runs:
+            return self._runs[trial_id]
+        mlflow_client = self._mlflow()
+        found = self._find_child(trial_id)
+        if found is not None:
+            self._runs[trial_id] = found.info.run_id
+            if trial_id not in self._last_iter:
+                history = mlflow_client.get_metric_history(found.info.run_id, "training_iteration")
+                self._last_iter[trial_id] = int(max((m.value for m in history), default=0))
+            return found.info.run_id
+        run = mlflow_client.create_run(self._experiment_id, run_name=f"{self.search_name}/{trial_id}", tags={
+            "mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id, SEARCH_TAG: self.search_name,
+            STATUS_TAG: str(Outcome.RUNNING)})
+        self._runs[trial_id] = run.info.run_id
+        drawn = dict(trial.config)
+        try:
+            params = {**flat_config(self.space.trial_config(drawn).to_dict()), **drawn}
+        except Exception as e:  # noqa: BLE001 - the drawn values alone are still worth logging
+            params = drawn
+            logger.warning("trial %s: config not rebuilt for MLflow (%s)", trial_id, e)
+        log_params(mlflow_client, run.info.run_id, params, {"searched_params": ",".join(sorted(drawn))[:5000]})
+        return run.info.run_id
+
+    # ---- Tune hooks ------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        def start():
+            run_id = self._child(trial)
+            if self._mlflow().get_run(run_id).info.status != "RUNNING":
+                self._mlflow().update_run(run_id, status="RUNNING")
+                self._mlflow().set_tag(run_id, STATUS_TAG, str(Outcome.RUNNING))
+        self._safe(f"start the run of trial {trial.trial_id}", start)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._safe(f"record the restart of trial {trial.trial_id}",
+                   lambda: self._mlflow().set_tag(self._child(trial), "restarts", str(trial.num_failures)))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
+        def log():
+            from mlflow.entities import Metric
+            run_id = self._child(trial)
+            it = int(result.get("training_iteration", 0))
+            if it <= self._last_iter.get(trial.trial_id, 0):
+                return  # logged before an interruption: not twice
+            step = int(result.get("step", it))
+            ts = int(time.time() * 1000)
+            metrics = [Metric(k, v, ts, step) for k, v in numeric_metrics(result).items()]
+            for chunk in chunks(metrics, MAX_BATCH_METRICS):
+                self._mlflow().log_batch(run_id, metrics=chunk)
+            self._last_iter[trial.trial_id] = it
+        self._safe(f"log a result of trial {trial.trial_id}", log)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, classify(trial.last_result, ended=True))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, classify(trial.last_result, errored=True))
+
+    def _finish(self, trial: Any, outcome: Outcome) -> None:
+        def finish():
+            from mlflow.entities import Metric, RunTag
+            run_id = self._child(trial)
+            last = trial.last_result or {}
+            tags = {STATUS_TAG: str(outcome)}
+            if last.get("ray_node_id"):
+                tags["ray_node_id"] = str(last["ray_node_id"])
+            if outcome is Outcome.DIVERGED and last.get("error"):
+                tags["error"] = str(last["error"])[:5000]
+            if outcome is Outcome.ERROR:
+                tags["error"] = error_line(trial)
+            ts = int(time.time() * 1000)
+            step = int(last.get("step", last.get("training_iteration", 0)) or 0)
+            finals = [Metric("iterations", float(last.get("training_iteration", 0) or 0), ts, step)]
+            record = self.ledger.records.get(trial.trial_id)
+            if record is not None and record.best_value is not None:
+                finals.append(Metric(f"best_{self.metric}", record.best_value, ts, step))
+            self._mlflow().log_batch(run_id, metrics=finals, tags=[RunTag(k, v) for k, v in tags.items()])
+            if outcome is not Outcome.ERROR:
+                self._log_figures(trial, run_id, outcome)
+            self._mlflow().set_terminated(run_id, MLFLOW_STATUS[outcome])
+        self._safe(f"finish the run of trial {trial.trial_id}", finish)
+
+    def _log_figures(self, trial: Any, run_id: str, outcome: Outcome) -> None:
+        from matnet.figures import checkpoint_figures
+
+        checkpoint = trial.checkpoint
+        if checkpoint is None:
+            return
+        last = trial.last_result or {}
+        kl = [last[f"val_kl_{i}"] for i in range(1000) if f"val_kl_{i}" in last] or None
+        if outcome is Outcome.DIVERGED:
+            kl = None  # the checkpoint is the last good one; its own metrics say what its KLs were
+        with tempfile.TemporaryDirectory() as tmp, checkpoint.as_directory() as folder:
+            title = f"{trial.trial_id} ({outcome}), step {last.get('step', '?')}"
+            for f in checkpoint_figures(folder, Path(tmp), self.sample_images, title, kl):
+                self._mlflow().log_artifact(run_id, str(f), "figures")

@@ -1,0 +1,116 @@
+"""MLflow runs of a search: one parent run per search, one nested child run per trial.
+
+The parent run is created by `search.run` before Ray starts; its id is kept in the search folder
+(search.json), so a resumed search logs to the same parent. Whatever stops the search,
+`close_search` leaves no run RUNNING: unfinished children become KILLED, the parent FINISHED,
+KILLED or FAILED.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Iterable
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+TRIAL_TAG = "trial_id"
+SEARCH_TAG = "search_name"
+STATUS_TAG = "status"         # a child run: the trial's outcome (search/outcome.py); the parent: the search's state
+SEARCH_RUNNING = "running"
+TRIAL_INTERRUPTED = "interrupted"  # a child run whose trial was still running when the search stopped
+# Result keys that Ray adds and that say nothing about the model.
+RAY_KEYS = {"pid", "timestamp", "time_this_iter_s", "iterations_since_restore", "time_since_restore",
+            "should_checkpoint", "done", "date", "hostname", "node_ip", "trial_id", "experiment_tag",
+            "config", "checkpoint_dir_name", "experiment_id"}
+MAX_BATCH_PARAMS = 100  # MLflow's limit of params per log_batch request
+MAX_BATCH_METRICS = 1000
+
+
+def resolve_tracking_uri(cli_uri: str | None = None, yaml_uri: str | None = None) -> str:
+    """--tracking-uri, else the space file's mlflow.tracking_uri, else MLFLOW_TRACKING_URI, else
+    sqlite:///mlflow.db in the working directory."""
+    return cli_uri or yaml_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(tracking_uri=uri)
+
+
+def chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def flat_config(d: Any, prefix: str = "") -> dict[str, str]:
+    """A config dict as MLflow params: dotted keys, lists of settings as compact JSON."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_config(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v, separators=(",", ":"))
+        else:
+            out[key] = str(v)
+    return out
+
+
+def log_params(mlflow_client: Any, run_id: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> None:
+    from mlflow.entities import Param, RunTag
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    tag_items = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    first = True
+    for chunk in chunks(items, MAX_BATCH_PARAMS) if items else [[]]:
+        mlflow_client.log_batch(run_id, params=chunk, tags=tag_items if first else [])
+        first = False
+
+
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of a Tune result, less Ray's bookkeeping."""
+    out = {}
+    for k, v in result.items():
+        if k in RAY_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(v):
+            out[k] = float(v)
+    return out
+
+
+def start_parent(uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
+                 artifacts: list[str] | None = None, artifact_location: str | None = None) -> str:
+    mlflow_client = client(uri)
+    exp = mlflow_client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp is not None else mlflow_client.create_experiment(
+        experiment, artifact_location=artifact_location)
+    run = mlflow_client.create_run(exp_id, run_name=run_name, tags={SEARCH_TAG: run_name, **tags})
+    log_params(mlflow_client, run.info.run_id, params)
+    for a in artifacts or []:
+        mlflow_client.log_artifact(run.info.run_id, a)
+    return run.info.run_id
+
+
+def reopen_parent(uri: str, run_id: str) -> None:
+    mlflow_client = client(uri)
+    mlflow_client.get_run(run_id)  # raises if it is gone
+    mlflow_client.update_run(run_id, status="RUNNING")
+    mlflow_client.set_tag(run_id, STATUS_TAG, SEARCH_RUNNING)
+
+
+def children(uri: str, parent_run_id: str) -> list[Any]:
+    mlflow_client = client(uri)
+    parent = mlflow_client.get_run(parent_run_id)
+    return mlflow_client.search_runs([parent.info.experiment_id],
+                                     filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                     max_results=5000)
+
+
+def close_search(uri: str, parent_run_id: str, status: str, note: str = "") -> None:
+    """Leave no run RUNNING: unfinished children -> KILLED, the parent -> `status`."""
+    mlflow_client = client(uri)
+    for run in children(uri, parent_run_id):
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            mlflow_client.set_tag(run.info.run_id, STATUS_TAG, TRIAL_INTERRUPTED)
+            mlflow_client.set_terminated(run.info.run_id, "KILLED")
+    mlflow_client.set_tag(parent_run_id, STATUS_TAG, note or status.lower())
+    mlflow_client.set_terminated(parent_run_id, status)

@@ -1,0 +1,75 @@
+"""The Ray Tune experiment of a search: the trainable with its resources, the Optuna searcher, the
+scheduler, and the callbacks (the trial ledger first, then MLflow), as one Tuner."""
+from __future__ import annotations
+
+from typing import Any
+
+from .folder import SearchFolder
+from .ledger import TrialLedger
+from .space import Space
+
+
+def trainable(space: Space):
+    from ray import tune
+
+    from .trainable import run_trial
+    resources = space.settings.experiment.resources
+    return tune.with_resources(tune.with_parameters(run_trial, space=space),
+                               {"cpu": resources.cpu, "gpu": resources.gpu})
+
+
+def searcher(space: Space):
+    import optuna
+
+    from .searcher import OptunaSearcher
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    experiment = space.settings.experiment
+    return OptunaSearcher(space=space.suggest, metric=experiment.metric, mode=experiment.mode,
+                          sampler=space.make_sampler(), points_to_evaluate=space.points() or None)
+
+
+def scheduler(space: Space):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    settings, experiment = space.settings.scheduler, space.settings.experiment
+    if settings.type == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", metric=experiment.metric, mode=experiment.mode,
+                         max_t=space.reports_per_trial(), grace_period=settings.grace_period,
+                         reduction_factor=settings.reduction_factor, brackets=settings.brackets)
+
+
+def callbacks(space: Space, folder: SearchFolder, name: str, tracking_uri: str | None,
+              parent_run_id: str | None) -> list[Any]:
+    """The trial ledger, and the MLflow callback when the search logs to MLflow (it reads the
+    trials' best values from the ledger, so the ledger comes first)."""
+    experiment = space.settings.experiment
+    ledger = TrialLedger(folder, experiment.metric, experiment.mode)
+    if not (tracking_uri and parent_run_id):
+        return [ledger]
+    from .tracking.callback import MlflowCallback
+    return [ledger, MlflowCallback(tracking_uri, parent_run_id, space, name, ledger)]
+
+
+def new_tuner(space: Space, storage: str, name: str, callback_list: list[Any], num_samples: int,
+              max_concurrent: int):
+    from ray import tune
+    experiment = space.settings.experiment
+    tune_config = tune.TuneConfig(
+        search_alg=searcher(space), scheduler=scheduler(space), num_samples=num_samples,
+        max_concurrent_trials=max_concurrent or None, time_budget_s=experiment.time_budget_s or None,
+        reuse_actors=experiment.reuse_actors)
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, callbacks=callback_list,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=experiment.keep_checkpoints,
+                                                checkpoint_score_attribute=experiment.metric,
+                                                checkpoint_score_order=experiment.mode),
+        failure_config=tune.FailureConfig(max_failures=experiment.max_failures))
+    return tune.Tuner(trainable(space), tune_config=tune_config, run_config=run_config)
+
+
+def restored_tuner(folder: SearchFolder, space: Space):
+    """The interrupted search's Tuner, from Tune's own saved state (its searcher, scheduler and
+    callbacks go on where they stopped): finished trials are not run again, unfinished ones continue
+    from their last checkpoint."""
+    from ray import tune
+    return tune.Tuner.restore(folder.path, trainable(space), resume_unfinished=True, resume_errored=False)

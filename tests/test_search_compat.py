@@ -1,0 +1,69 @@
+"""search/compat.py holds every private name of Ray, Tune or Optuna the project touches. Each is
+checked against the pinned library here, so an upgrade that moves one fails loudly, by name; and
+no other file of search/ may use one."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import json, os
+from ray._private import ray_constants
+print(json.dumps({"value": ray_constants.ENABLE_RAY_CLUSTER, "env": os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}))
+"""
+
+
+def _probe(env_value: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    if env_value is not None:
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = env_value
+    r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_rays_single_node_switch_is_where_compat_expects_it():
+    """ray._private.ray_constants.ENABLE_RAY_CLUSTER, read from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at
+    import (search.compat.ray_loopback_only relies on both; the loopback test in test_search_ray.py
+    checks what it does)."""
+    assert _probe("0")["value"] is False
+    assert _probe("1")["value"] is True
+
+
+def test_the_switch_reaches_a_ray_imported_before_it(monkeypatch):
+    import ray  # noqa: F401 - imported first, as a notebook or a test would
+    from ray._private import ray_constants
+
+    from search.compat import RAY_SINGLE_NODE_ENV, ray_loopback_only
+    monkeypatch.delenv(RAY_SINGLE_NODE_ENV, raising=False)
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_loopback_only()
+    assert ray_constants.ENABLE_RAY_CLUSTER is False and os.environ[RAY_SINGLE_NODE_ENV] == "0"
+
+
+# A private name of one of the three libraries: a `_private` module, or an attribute with a leading
+# underscore on something the libraries own (OptunaSearch._ot_study, ResultGrid._experiment_analysis).
+PRIVATE = re.compile(r"\b(ray|tune|optuna)\b[\w.]*\._[a-z]|\._ot_|_experiment_analysis|run_metadata")
+
+
+def test_no_other_file_of_search_uses_a_private_library_name():
+    offenders = []
+    for path in sorted((ROOT / "search").rglob("*.py")):
+        if path.name == "compat.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if PRIVATE.search(line.split("#")[0]):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "private library names outside search/compat.py:\n" + "\n".join(offenders)
+
+
+def test_matnet_imports_no_search_library():
+    for path in sorted((ROOT / "matnet").glob("*.py")):
+        text = path.read_text()
+        assert not re.search(r"^\s*(import|from)\s+(ray|optuna|mlflow|search)\b", text, re.M), path

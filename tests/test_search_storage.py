@@ -1,0 +1,73 @@
+"""Storage (local folders and URIs) and the search folder's own files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search import storage
+from search.folder import SearchFolder, SearchFolderError, SearchInfo
+from search.ledger import TrialRecord, end_running, read_records, write_records
+
+
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_replace_dir_swaps_a_whole_folder_and_leaves_no_staging_behind(tmp_path, as_uri):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("new")
+    (src / "sub" / "b.txt").write_text("nested")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "stale.txt").write_text("old")
+    target = f"file://{dest}" if as_uri else str(dest)
+    storage.replace_dir(src, target)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == ["a.txt", "sub", "sub/b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "src"]  # no .tmp / .old left over
+    storage.write_text(storage.join(target, "x.json"), "{}")
+    assert storage.exists(storage.join(target, "x.json")) and storage.read_text(storage.join(target, "x.json")) == "{}"
+    with storage.local_copy(target) as local:
+        assert (local / "sub" / "b.txt").read_text() == "nested"
+
+
+def test_relative_to_finds_a_checkpoint_under_the_search_folder(tmp_path):
+    base = tmp_path / "results" / "s"
+    assert storage.relative_to(str(base / "run_trial_1" / "checkpoint_000002"), str(base)) == \
+        "run_trial_1/checkpoint_000002"
+    assert storage.relative_to(str(tmp_path / "elsewhere"), str(base)) is None
+    assert storage.relative_to(f"{base}/t/c", f"file://{base}") == "t/c"
+
+
+def test_a_search_folder_reads_back_what_it_wrote_and_refuses_what_it_did_not(tmp_path):
+    folder = SearchFolder(str(tmp_path / "s"))
+    assert not folder.is_search() and not folder.is_used()
+    with pytest.raises(SearchFolderError, match="no search.json"):
+        folder.read_info()
+    info = SearchInfo("s", "space.yaml", str(tmp_path), str(tmp_path), folder.path, "sqlite:///x.db", "s", None, 4, 2)
+    folder.write_info(info, "experiment: {}\n")
+    assert folder.is_search() and folder.read_info() == info
+    (tmp_path / "s" / "search.json").write_text("[1, 2]")
+    with pytest.raises(SearchFolderError, match="not a search description"):
+        folder.read_info()
+    (tmp_path / "s" / "search.json").write_text("{not json")
+    with pytest.raises(SearchFolderError, match="not valid JSON"):
+        folder.read_info()
+
+
+def test_the_ledger_round_trips_and_ends_what_a_time_budget_cut_short(tmp_path):
+    folder = SearchFolder(str(tmp_path))
+    assert read_records(folder) == {}
+    done = TrialRecord("a", {"train.lr": 0.001}, outcome="completed")
+    cut = TrialRecord("b", {"train.lr": 0.002})
+    cut.observe({"training_iteration": 2, "step": 20, "m": 3.0, "final": False, "config": {"x": 1}}, "m", "min")
+    cut.observe({"training_iteration": 3, "step": 30, "m": 4.0, "final": False}, "m", "min")
+    last = TrialRecord("c", {"train.lr": 0.003})
+    last.observe({"training_iteration": 4, "step": 40, "m": 2.0, "final": True}, "m", "min")
+    write_records(folder, {"a": done, "b": cut, "c": last})
+    records = read_records(folder)
+    assert records["b"].best_value == 3.0 and records["b"].best_step == 20 and records["b"].iterations == 3
+    assert "config" not in records["b"].last  # only plain values are kept
+    assert end_running(folder) == 2
+    assert {t: r.outcome for t, r in read_records(folder).items()} == {"a": "completed", "b": "pruned", "c": "completed"}
+    (tmp_path / "trials.json").write_text(json.dumps({"trials": [1]}))
+    with pytest.raises(SearchFolderError, match="not a trial ledger"):
+        read_records(folder)
