@@ -34,15 +34,15 @@ def exists(path: str) -> bool:
     if not is_uri(path):
         return Path(path).exists()
     import pyarrow.fs as pafs
-    fs, p = _fs(path)
-    return fs.get_file_info(p).type != pafs.FileType.NotFound
+    fs, fs_path = _fs(path)
+    return fs.get_file_info(fs_path).type != pafs.FileType.NotFound
 
 
 def read_text(path: str) -> str:
     if not is_uri(path):
         return Path(path).read_text()
-    fs, p = _fs(path)
-    with fs.open_input_stream(p) as f:
+    fs, fs_path = _fs(path)
+    with fs.open_input_stream(fs_path) as f:
         return f.read().decode()
 
 
@@ -54,9 +54,9 @@ def write_text(path: str, text: str) -> None:
         tmp.write_text(text)
         tmp.replace(target)
         return
-    fs, p = _fs(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(p) as f:
+    fs, fs_path = _fs(path)
+    fs.create_dir(fs_path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(fs_path) as f:
         f.write(text.encode())
 
 
@@ -71,13 +71,13 @@ def replace_dir(local: Path, dest: str) -> None:
         swap_in(staged, target)
         return
     import pyarrow.fs as pafs
-    fs, p = _fs(dest)
+    fs, fs_path = _fs(dest)
     try:
-        fs.delete_dir(p)
+        fs.delete_dir(fs_path)
     except (OSError, FileNotFoundError):
         pass
-    fs.create_dir(p, recursive=True)
-    pafs.copy_files(str(local), p, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    fs.create_dir(fs_path, recursive=True)
+    pafs.copy_files(str(local), fs_path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 @contextmanager
@@ -88,10 +88,10 @@ def local_copy(path: str) -> Iterator[Path]:
         yield Path(path)
         return
     import pyarrow.fs as pafs
-    fs, p = _fs(path)
+    fs, fs_path = _fs(path)
     with tempfile.TemporaryDirectory(prefix="matnet-") as tmp:
-        local = Path(tmp) / Path(p).name
-        pafs.copy_files(p, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        local = Path(tmp) / Path(fs_path).name
+        pafs.copy_files(fs_path, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
         yield local
 
 
