@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
@@ -64,11 +65,13 @@ def evaluate_elbo(model: MatNet, split: Split, limit: int, batch_size: int, devi
 
 def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int = 10,
                   device: torch.device | str = "cpu", rows_per_pass: int = 1000, seed: int = 0,
-                  amp: bool = True, progress: bool = True, masks: MaskMaker | None = None) -> dict[str, Any]:
+                  amp: bool = True, progress: bool = True, masks: MaskMaker | None = None,
+                  make_bar: Callable[..., Any] | None = None) -> dict[str, Any]:
     """IWAE_k and ELBO over the first `limit` images (0: all) of a split, in nats per image (as
     negative log-likelihood bounds: lower is better). A conditional MatNet is scored on its unknown
     pixels (eq. 6), under masks drawn by `masks` (default: the model's own, those of its training
-    data) with a seeded generator."""
+    data) with a seeded generator. `make_bar(total=, desc=, unit=)` makes the progress bar (default:
+    tqdm's, shown when `progress`); a Ray task passes Ray's, which the driver shows."""
     if k < 1:
         raise ConfigError(f"--samples must be >= 1, got {k}")
     device = torch.device(device)
@@ -82,8 +85,9 @@ def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int 
         known = fixed_masks(masks, n, seed)
     model.eval()
     iwae, elbo, kl = [], [], []
-    bar = tqdm(total=n * k, disable=not progress, unit="sample", unit_scale=True,
-               desc=f"IWAE k={k}", dynamic_ncols=True)
+    if make_bar is None:
+        make_bar = partial(tqdm, disable=not progress, unit_scale=True, dynamic_ncols=True)
+    bar = make_bar(total=n * k, desc=f"IWAE k={k}", unit="sample")
     with seeded_rng(seed, device):
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(start + batch_size, n))

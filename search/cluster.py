@@ -54,9 +54,10 @@ def check_cluster_storage(path: str, address: str | None, shared_confirmed: bool
                        f"at the same path on every node")
 
 
-def init_ray(address: str | None, space: Space) -> None:
+def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> None:
     """Safe by default: without an address, a private Ray sized to this machine that listens on
-    127.0.0.1 only (search/compat.py says how)."""
+    127.0.0.1 only (search/compat.py says how), offering `num_gpus` GPUs to trials (default: the
+    GPUs torch sees)."""
     if address is None:
         ray_loopback_only()
     import ray
@@ -69,7 +70,7 @@ def init_ray(address: str | None, space: Space) -> None:
                            f"running? (ray status)") from None
         return
     num_cpus = os.cpu_count() or 1
-    num_gpus = local_gpus()
+    num_gpus = local_gpus() if num_gpus is None else num_gpus
     if resources.cpu > num_cpus:
         raise RunError(f"{space.path}: experiment.resources.cpu is {resources.cpu:g} but this machine has {num_cpus} "
                        f"CPUs; lower it")

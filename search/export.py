@@ -30,8 +30,12 @@ from .results import ExportError
 
 def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int | None = None,
                   limit: int | None = None, device: str | None = None, data_dir: str | None = None,
-                  log_mlflow: bool = True, progress: bool = False, print_results: bool = True) -> dict[str, Any]:
-    """Copy the best checkpoint to EXP_DIR/best, evaluate it, write summary.json, log to MLflow."""
+                  log_mlflow: bool = True, progress: bool = False, print_results: bool = True,
+                  on_ray: bool = False) -> dict[str, Any]:
+    """Copy the best checkpoint to EXP_DIR/best, evaluate it, write summary.json, log to MLflow.
+    With `on_ray` (a search that just ended, Ray still up) the IWAE evaluation runs as a Ray task that
+    asks for a trial's resources, so on a cluster it runs where the trials ran (on a GPU when they had
+    one), not in the driver."""
     folder = SearchFolder(exp_dir)
     info = folder.read_info()
     settings = folder.saved_space(info).settings
@@ -43,9 +47,14 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
 
     export = settings.export
     k = iwae_k or export.iwae_k
+    n_limit = export.limit if limit is None else limit
+    if on_ray:
+        evaluation, config, meta = evaluate_on_ray(folder.best, export, k, n_limit, device or export.device, data_dir,
+                                                   settings.experiment.resources)
     with tempfile.TemporaryDirectory() as tmp, storage.local_copy(folder.best) as best_dir:
-        evaluation, config, meta = evaluate_best(best_dir, export, k, export.limit if limit is None else limit,
-                                         device or export.device, data_dir, progress)
+        if not on_ray:
+            evaluation, config, meta = evaluate_best(best_dir, export, k, n_limit, device or export.device, data_dir,
+                                                     progress)
         figures = Path(tmp) / "figures"
         figures.mkdir()
         files = best_figures(best_dir, figures, export.sample_images, evaluation)
@@ -87,7 +96,7 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
 
 
 def evaluate_best(checkpoint: Path, export: Any, k: int, limit: int, device: str, data_dir: str | None,
-                  progress: bool) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+                  progress: bool, make_bar: Any = None) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """The IWAE bound (k samples per image) of the checkpoint on export.split: (evaluation, its
     config, its meta.json)."""
     from matnet.checkpoint import load_checkpoint
@@ -102,10 +111,26 @@ def evaluate_best(checkpoint: Path, export: Any, k: int, limit: int, device: str
     split = load_split(cfg.data, export.split)
     started = time.monotonic()
     evaluation = evaluate_iwae(model, split, k, limit, export.batch_size, dev, export.rows_per_pass, 0,
-                               cfg.train.amp, progress=progress)
+                               cfg.train.amp, progress=progress, make_bar=make_bar)
+    evaluation["device"] = str(dev)
     evaluation["seconds"] = round(time.monotonic() - started, 2)
     evaluation["split"] = export.split
     return evaluation, cfg, meta
+
+
+def evaluate_on_ray(best: str, export: Any, k: int, limit: int, device: str, data_dir: str | None,
+                    resources: Any) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """evaluate_best as a Ray task with a trial's resources: the checkpoint is read from the search's
+    storage (shared on a cluster), and the progress bar is Ray's, shown by the driver."""
+    import ray
+
+    def task() -> tuple[dict[str, Any], Any, dict[str, Any]]:
+        from ray.experimental.tqdm_ray import tqdm as ray_tqdm
+        with storage.local_copy(best) as local:
+            return evaluate_best(local, export, k, limit, device, data_dir, progress=True, make_bar=ray_tqdm)
+
+    remote = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=0)(task)
+    return ray.get(remote.remote())
 
 
 def best_figures(checkpoint: Path, out: Path, sample_images: int, evaluation: dict[str, Any]) -> list[Path]:

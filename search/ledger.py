@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 # Results keys worth keeping in the ledger besides the metric (what a table or the export shows).
 KEPT_KEYS = ("step", "epoch", "training_iteration", "final", "status", "train_seconds", "train_call_s", "ray_node_id",
-             "error")
+             "gpu_ids", "device", "error")
 
 
 @dataclass

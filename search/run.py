@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted search STORAGE/NAME")
     p.add_argument("--dry-run", action="store_true", help="validate the file and print sampled configurations")
     p.add_argument("--no-export", action="store_true", help="skip the export of the best checkpoint at the end")
+    p.add_argument("--num-gpus", type=int, help="GPUs the private local Ray offers trials (default: the GPUs torch "
+                                                "sees; not with --address: a cluster declares its own)")
     return p
 
 
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     for flag, value, least in (("--num-samples", args.num_samples, 1), ("--max-concurrent", args.max_concurrent, 0)):
         if value is not None and value < least:
             raise RunError(f"{flag} must be at least {least}, got {value}")
+    if args.num_gpus is not None and (args.num_gpus < 0 or cluster_address(args)):
+        raise RunError("--num-gpus must be >= 0, and only for the private local Ray (a cluster's nodes declare "
+                       "their GPUs with ray start --num-gpus)")
     if args.name is not None and not args.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise RunError(f"--name {args.name!r}: use letters, digits, '_', '.', '-'")
     if args.dry_run:
@@ -118,7 +123,7 @@ def run_search(args: argparse.Namespace, space: Space) -> SearchRun:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     result = SearchRun(code=1)
     started = time.monotonic()
-    init_ray(address, space)
+    init_ray(address, space, args.num_gpus)
     result.seconds["ray_init"] = time.monotonic() - started
     try:
         check_cluster_storage(storage_path, address, args.shared_storage)
@@ -190,7 +195,7 @@ def _fit(args: argparse.Namespace, space: Space, folder: SearchFolder, info: Sea
             return 130
         if not args.no_export:
             started = time.monotonic()
-            export_search(folder.path, tracking_uri=info.tracking_uri, log_mlflow=bool(parent))
+            export_search(folder.path, tracking_uri=info.tracking_uri, log_mlflow=bool(parent), on_ray=True)
             seconds["export"] = time.monotonic() - started
         outcome = "FINISHED"
         return 0

@@ -12,7 +12,9 @@ trials on other nodes need no access to the tracking server.
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,23 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_gpu(cfg: Any, gpu_ids: str, trial_id: str) -> None:
+    """A trial that Ray gave a GPU (its id in CUDA_VISIBLE_DEVICES) but that finds no usable CUDA
+    device says so in one line: with train.device auto it trains on the CPU (a warning), with cuda
+    it fails (a one-line error, the trial's MLflow error tag)."""
+    import torch
+
+    from matnet.config import ConfigError
+
+    if not gpu_ids or torch.cuda.is_available():
+        return
+    note = (f"trial {trial_id}: Ray assigned it GPU {gpu_ids} but torch finds no usable CUDA device "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}, torch {torch.__version__})")
+    if cfg.train.device.startswith("cuda"):
+        raise ConfigError(f"{note}; check the node's NVIDIA driver and torch's CUDA build, or set train.device: cpu")
+    print(f"warning: {note}; training on the CPU", file=sys.stderr, flush=True)
+
+
 def run_trial(config: dict[str, Any], space: Any) -> None:
     """The trial: `config` holds the parameters Optuna drew; `space` (search.space.Space) turns
     them into a matnet Config."""
@@ -42,6 +61,7 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     import torch
     from ray import tune
 
+    from matnet.device import resolve_device
     from matnet.nonfinite import NonFiniteLossError
     from matnet.train import train
 
@@ -70,6 +90,9 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     # Which Ray node ran this (part of the) trial: node_ip alone cannot tell apart nodes that share a
     # host; logged as a tag of the trial's MLflow run.
     node_id = ray.get_runtime_context().get_node_id()
+    gpu_ids = ",".join(str(i) for i in ray.get_gpu_ids())
+    check_gpu(cfg, gpu_ids, tune.get_context().get_trial_id())
+    device = str(resolve_device(cfg.train.device))
     last: dict[str, Any] = {}
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -78,6 +101,7 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
         flat[STATUS_KEY] = str(Outcome.RUNNING)
         flat["train_call_s"] = t0 - clock["start"] - clock["in_report"]
         flat["ray_node_id"] = node_id
+        flat["gpu_ids"], flat["device"] = gpu_ids, device  # the GPUs Ray gave this trial, the device it used
         last.clear()
         last.update(flat)
         ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None

@@ -1,0 +1,79 @@
+"""Several trials per GPU, the scheduling side, on a machine without one: a private local Ray that
+declares two logical GPUs runs a search whose trials ask for half a GPU each. Four trials run at
+once, each sees the GPU id Ray assigned it (two trials per id), finds no usable CUDA device and says
+so in one line, and trains on the CPU; the export's IWAE runs as a Ray task with a trial's resources."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPACE = """\
+experiment:
+  name: gpus
+  num_samples: 4
+  max_concurrent: 0
+  resources: {{cpu: 0.5, gpu: 0.5}}
+  max_failures: 0
+  keep_checkpoints: 1
+base: tiny
+data: {{dataset: mnist, train_limit: 500, eval_limit: 50}}
+fixed:
+  train: {{max_steps: 30, eval_every_steps: 10, batch_size: 50, device: {device}}}
+  model: {{data_width: 8, top_latents: 8}}
+search:
+  train.lr: {{type: float, low: 1.0e-4, high: 1.0e-3, log: true}}
+scheduler: {{type: none}}
+mlflow: {{enabled: false}}
+export: {{iwae_k: 2, limit: 10}}
+"""
+
+
+def run_search(tmp_path: Path, device: str) -> subprocess.CompletedProcess:
+    space = tmp_path / f"{device}.yaml"
+    space.write_text(SPACE.format(device=device))
+    return subprocess.run([sys.executable, "-m", "search.run", str(space), "--storage", str(tmp_path / device),
+                           "--num-gpus", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
+
+def intervals(exp_dir: Path) -> list[tuple[float, float]]:
+    """(start, end) wall times of every trial, from Tune's result.json lines."""
+    out = []
+    for f in exp_dir.glob("run_trial_*/result.json"):
+        lines = [json.loads(line) for line in f.read_text().splitlines()]
+        out.append((lines[0]["timestamp"] - lines[0]["time_total_s"], lines[-1]["timestamp"]))
+    return out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a trial does without a usable CUDA device")
+def test_four_half_gpu_trials_share_two_logical_gpus_and_say_they_found_no_cuda(tmp_path):
+    r = run_search(tmp_path, "auto")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    exp_dir = tmp_path / "auto" / "gpus"
+    trials = json.loads((exp_dir / "trials.json").read_text())["trials"]
+    assert len(trials) == 4 and all(t["outcome"] == "completed" for t in trials.values())
+    ids = sorted(t["last"]["gpu_ids"] for t in trials.values())
+    assert ids == ["0", "0", "1", "1"], ids  # each its own assignment, two trials per GPU
+    assert all(t["last"]["device"] == "cpu" for t in trials.values())
+    spans = intervals(exp_dir)
+    assert any(sum(s <= t < e for s, e in spans) == 4 for t, _ in spans), spans  # all four at once
+    warnings = [line for line in (r.stdout + r.stderr).splitlines() if "finds no usable CUDA device" in line]
+    assert len(warnings) >= 4 and all("training on the CPU" in w for w in warnings), warnings
+    evaluation = json.loads((exp_dir / "summary.json").read_text())["best"]["evaluation"]
+    assert evaluation["iwae_k"] == 2 and evaluation["n_images"] == 10 and evaluation["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a trial does without a usable CUDA device")
+def test_a_trial_that_must_have_cuda_fails_with_one_line(tmp_path):
+    r = run_search(tmp_path, "cuda")
+    trials = json.loads((tmp_path / "cuda" / "gpus" / "trials.json").read_text())["trials"]
+    assert trials and all(t["outcome"] == "error" for t in trials.values())
+    error = next(iter(trials.values()))["error"]
+    assert "finds no usable CUDA device" in error and "train.device: cpu" in error and "\n" not in error
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr[-2000:]
