@@ -13,4 +13,5 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     from .results import ExportError
     from .cluster import RunError
     from .space import SpaceError
-    cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError))
+    from .tracking.uri import TrackingUriError
+    cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError, TrackingUriError))

@@ -88,7 +88,9 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
         storage.write_text(folder.summary, text)
         if log_mlflow and info.parent_run_id:
             from .tracking.best import log_best
-            log_best(tracking_uri or info.tracking_uri, info.parent_run_id, summary, text, files, best_dir)
+            from .tracking.uri import checked_tracking_uri
+            uri = checked_tracking_uri(tracking_uri or info.tracking_uri, info.cwd)
+            log_best(uri, info.parent_run_id, summary, text, files, best_dir)
 
     if print_results:
         print_summary(folder, summary, rows, export.top_trials)

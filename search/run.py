@@ -32,6 +32,7 @@ from .folder import SearchFolder, SearchInfo
 from .results import ExportError
 from .space import Space, check_resume_compatible, load_space
 from .tracking import runs as tracking
+from .tracking.uri import checked_tracking_uri
 
 # Ray is imported only once a search starts (search/cluster.py, after its loopback switch): a dry
 # run or a mistake in the file answers without it.
@@ -104,9 +105,13 @@ def run_search(args: argparse.Namespace, space: Space) -> SearchRun:
         if args.num_samples is not None and args.num_samples != info.num_samples:
             raise RunError(f"--num-samples {args.num_samples}: a resumed search keeps its {info.num_samples} "
                            f"trials; start a new search with --name to run more")
-        if args.tracking_uri and args.tracking_uri != info.tracking_uri:
-            raise RunError(f"this search logs to MLflow at {info.tracking_uri}; resume it without --tracking-uri "
-                           f"or with that URI")
+        if saved.settings.mlflow.enabled:
+            # Checked (and, for a search started before URIs were stored absolute, made absolute from
+            # the folder it was started in) before Ray starts.
+            info.tracking_uri = checked_tracking_uri(info.tracking_uri, info.cwd)
+            if args.tracking_uri and checked_tracking_uri(args.tracking_uri) != info.tracking_uri:
+                raise RunError(f"this search logs to MLflow at {info.tracking_uri}; resume it without "
+                               f"--tracking-uri or with that URI")
         space = saved  # the search goes on exactly as it started
     else:
         if folder.is_used():
@@ -114,7 +119,7 @@ def run_search(args: argparse.Namespace, space: Space) -> SearchRun:
                            f"or start another with --name NEW_NAME")
         info = SearchInfo(
             name=name, space_file=space.path, cwd=os.getcwd(), storage=storage_path, experiment_dir=folder.path,
-            tracking_uri=tracking.resolve_tracking_uri(args.tracking_uri, space.settings.mlflow.tracking_uri),
+            tracking_uri=_tracking_uri(args, space),
             mlflow_experiment=space.settings.mlflow.experiment or experiment.name, parent_run_id=None,
             num_samples=args.num_samples or experiment.num_samples,
             max_concurrent=experiment.max_concurrent if args.max_concurrent is None else args.max_concurrent)
@@ -132,6 +137,12 @@ def run_search(args: argparse.Namespace, space: Space) -> SearchRun:
     finally:
         import ray
         ray.shutdown()
+
+
+def _tracking_uri(args: argparse.Namespace, space: Space) -> str:
+    """The new search's tracking URI, absolute and answering (when it logs to MLflow at all)."""
+    uri = tracking.resolve_tracking_uri(args.tracking_uri, space.settings.mlflow.tracking_uri)
+    return checked_tracking_uri(uri) if space.settings.mlflow.enabled else uri
 
 
 def _start_tracking(space: Space, folder: SearchFolder, info: SearchInfo, resume: bool) -> str | None:

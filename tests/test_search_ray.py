@@ -183,7 +183,9 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "results"
     exp_dir = storage / "resume"
-    cmd = [sys.executable, "-m", "search.run", str(space), "--storage", str(storage), "--tracking-uri", uri]
+    # Started with a relative tracking URI; resumed below from another folder: the search keeps it absolute.
+    cmd = [sys.executable, "-m", "search.run", str(space), "--storage", str(storage), "--tracking-uri",
+           "sqlite:///mlflow.db"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -207,7 +209,10 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     before = result_lines(exp_dir)
     assert all(before[t] == 6 for t in finished)
 
-    r = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert json.loads((exp_dir / "search.json").read_text())["tracking_uri"] == uri
+    (tmp_path / "elsewhere").mkdir()
+    r = subprocess.run(cmd[:-2] + ["--resume"], cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True,
+                       timeout=400)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
 
     client, parents2, kids2 = mlflow_runs(uri)

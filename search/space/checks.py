@@ -129,6 +129,11 @@ def check_resume_compatible(saved: Any, new: Any) -> None:
         if dist.model_dump(exclude=ignored) != old.model_dump(exclude=ignored):
             raise fail(new.path, where, "changed since the search started; restore it (the saved copy is space.yaml "
                                         "in the search directory) or start a new search with --name")
+    if saved.settings.experiment.num_samples != new.settings.experiment.num_samples:
+        raise fail(new.path, "experiment.num_samples", f"changed from {saved.settings.experiment.num_samples} to "
+                                                       f"{new.settings.experiment.num_samples} since the search started; "
+                                                       f"a resumed search keeps its trials: restore it, or start a new "
+                                                       f"search with --name to run more")
     for section in ("search", "scheduler", "sampler", "base", "data", "fixed", "points_to_evaluate"):
         if getattr(saved.settings, section) != getattr(new.settings, section):
             raise fail(new.path, section, "differs from the search being resumed; restore it (see space.yaml in "
