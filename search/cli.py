@@ -9,9 +9,10 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     or files is one line `error: ...` and exit status 2, never a traceback (matnet.cli.run)."""
     from matnet import cli
 
-    from .folder import SearchFolderError
-    from .results import ExportError
     from .cluster import RunError
+    from .folder import SearchFolderError
+    from .provenance import UntrustedStateError
+    from .results import ExportError
     from .space import SpaceError
     from .tracking.uri import TrackingUriError
-    cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError, TrackingUriError))
+    cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError, TrackingUriError, UntrustedStateError))

@@ -29,6 +29,7 @@ from . import storage
 from .cluster import DEFAULT_STORAGE, RunError, check_cluster_storage, cluster_address, init_ray, resolve_storage
 from .dry_run import dry_run
 from .folder import SearchFolder, SearchInfo
+from .provenance import sign, verify
 from .results import ExportError
 from .space import Space, check_resume_compatible, load_space
 from .tracking import runs as tracking
@@ -66,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted search STORAGE/NAME")
     p.add_argument("--dry-run", action="store_true", help="validate the file and print sampled configurations")
     p.add_argument("--no-export", action="store_true", help="skip the export of the best checkpoint at the end")
+    p.add_argument("--trust-state", action="store_true",
+                   help="resume even though Ray Tune's state files carry no signature of this machine's key "
+                        "(they are unpickled: only for a folder you know is yours)")
     p.add_argument("--num-gpus", type=int, help="GPUs the private local Ray offers trials (default: the GPUs torch "
                                                 "sees; not with --address: a cluster declares its own)")
     return p
@@ -112,6 +116,8 @@ def run_search(args: argparse.Namespace, space: Space) -> SearchRun:
             if args.tracking_uri and checked_tracking_uri(args.tracking_uri) != info.tracking_uri:
                 raise RunError(f"this search logs to MLflow at {info.tracking_uri}; resume it without "
                                f"--tracking-uri or with that URI")
+        if not args.trust_state:
+            verify(folder)  # Tune's resume unpickles its state files: only ones this user's searches signed
         space = saved  # the search goes on exactly as it started
     else:
         if folder.is_used():
@@ -188,6 +194,7 @@ def _fit(args: argparse.Namespace, space: Space, folder: SearchFolder, info: Sea
         started = time.monotonic()
         grid = fitter.fit()
         elapsed = seconds["fit"] = time.monotonic() - started
+        sign(folder)  # Tune has saved its state for the last time (also a search resumed with --trust-state)
         budget_s = space.settings.experiment.time_budget_s
         unfinished = sum(1 for r in read_records(folder).values() if not r.ended)
         out_of_time = bool(budget_s) and elapsed >= budget_s - 1

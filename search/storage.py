@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 
 def is_uri(path: str) -> bool:
@@ -36,6 +36,21 @@ def exists(path: str) -> bool:
     import pyarrow.fs as pafs
     fs, fs_path = _fs(path)
     return fs.get_file_info(fs_path).type != pafs.FileType.NotFound
+
+
+def list_files(path: str) -> list[str]:
+    """The names of the files directly in the folder `path` (none when it does not exist)."""
+    import pyarrow.fs as pafs
+    fs, fs_path = _fs(path)
+    infos = fs.get_file_info(pafs.FileSelector(fs_path, allow_not_found=True))
+    return sorted(Path(info.path).name for info in infos if info.type == pafs.FileType.File)
+
+
+@contextmanager
+def open_bytes(path: str) -> Iterator[BinaryIO]:
+    fs, fs_path = _fs(path)
+    with fs.open_input_stream(fs_path) as f:
+        yield f
 
 
 def read_text(path: str) -> str:

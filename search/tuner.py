@@ -40,14 +40,16 @@ def scheduler(space: Space):
 
 def callbacks(space: Space, folder: SearchFolder, name: str, tracking_uri: str | None,
               parent_run_id: str | None) -> list[Any]:
-    """The trial ledger, and the MLflow callback when the search logs to MLflow (it reads the
-    trials' best values from the ledger, so the ledger comes first)."""
+    """The trial ledger, the MLflow callback when the search logs to MLflow (it reads the trials'
+    best values from the ledger, so the ledger comes first), and the signer of Tune's state."""
+    from .signer import StateSigner
+
     experiment = space.settings.experiment
     ledger = TrialLedger(folder, experiment.metric, experiment.mode)
     if not (tracking_uri and parent_run_id):
-        return [ledger]
+        return [ledger, StateSigner(folder)]
     from .tracking.callback import MlflowCallback
-    return [ledger, MlflowCallback(tracking_uri, parent_run_id, space, name, ledger)]
+    return [ledger, MlflowCallback(tracking_uri, parent_run_id, space, name, ledger), StateSigner(folder)]
 
 
 def new_tuner(space: Space, storage: str, name: str, callback_list: list[Any], num_samples: int,
@@ -70,6 +72,6 @@ def new_tuner(space: Space, storage: str, name: str, callback_list: list[Any], n
 def restored_tuner(folder: SearchFolder, space: Space):
     """The interrupted search's Tuner, from Tune's own saved state (its searcher, scheduler and
     callbacks go on where they stopped): finished trials are not run again, unfinished ones continue
-    from their last checkpoint."""
+    from their last checkpoint. Tune unpickles that state: search.run checks its provenance first."""
     from ray import tune
     return tune.Tuner.restore(folder.path, trainable(space), resume_unfinished=True, resume_errored=False)

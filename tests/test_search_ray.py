@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from tests.test_search_provenance import Payload
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SPACE = """\
@@ -154,11 +156,24 @@ def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path
     assert 0 < r["nll_nats"] < 1000 and r["nll_nats"] <= r["elbo_nats"] + 1e-6
     assert meta["metrics"]["val_elbo_nats"] == pytest.approx(summary["best"]["best_val_elbo_nats"])
 
-    # search.export redoes it from the directory alone.
+    # search.export redoes it from the folder alone, reading only the project's own plain files:
+    # pickles planted in Tune's state never run (search/provenance.py guards --resume).
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(Payload(marker))
+    for state in [*exp_dir.glob("*.pkl")]:
+        state.write_bytes(payload)
+    for state in exp_dir.glob("experiment_state-*.json"):
+        entry = {"_type": "CLOUDPICKLE_FALLBACK", "value": payload.hex()}
+        state.write_text(json.dumps({**json.loads(state.read_text()), "planted": entry}))
     out = subprocess.run([sys.executable, "-m", "search.export", str(exp_dir), "--samples", "2", "--limit", "10"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads((exp_dir / "summary.json").read_text())["best"]["evaluation"]["iwae_k"] == 2
+    assert not marker.exists()
+    r = subprocess.run([sys.executable, "-m", "search.run", str(space), "--storage", str(storage), "--tracking-uri",
+                        uri, "--resume"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and "not the file a search run with this machine's key" in r.stderr, r.stderr[-2000:]
+    assert not marker.exists()
     _, parents, kids = mlflow_runs(uri)
     assert len(parents) == 1 and len(kids) == 7
 

@@ -1,0 +1,107 @@
+"""Where Ray Tune's own state files in a search folder came from.
+
+The project reads a search folder through plain files it writes itself (search.json, space.yaml,
+trials.json, matnet checkpoints). Tune's resume cannot: `Tuner.restore` unpickles tuner.pkl, the
+searcher's and the callbacks' state, and pickled entries of experiment_state-*.json, and unpickling
+runs whatever code a file carries. A search folder on shared storage is writable by whoever can
+write there, so before a resume the project checks that these files are exactly the ones a search
+run by this user wrote: every time Tune saves its state, an HMAC-SHA256 of each file, keyed with a
+secret kept outside the folder (MATNET_STATE_KEY_FILE, default ~/.config/matnet-search/state-key,
+mode 0600), is written to STORAGE/NAME/state-signatures.json. A file without a matching signature
+is refused, with one line; `--trust-state` resumes anyway (a folder you know is yours: e.g. one whose
+driver was killed with -9 after Tune's last save, or one started on another machine).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from . import storage
+from .folder import SearchFolder
+
+SIGNATURES = "state-signatures.json"
+KEY_ENV = "MATNET_STATE_KEY_FILE"
+
+
+class UntrustedStateError(RuntimeError):
+    """Tune's state in a search folder is not provably this user's; one line with what to do."""
+
+
+# Tune's state files besides pickles: JSON that may carry pickled entries (experiment_state-*.json).
+_TUNE_JSON_STATE = ("experiment_state-", "search_gen_state-", "basic-variant-state-")
+
+
+def is_tune_state(name: str) -> bool:
+    """The files of a search folder's top level that Tune's resume reads: every pickle, and Tune's
+    JSON state."""
+    return name.endswith(".pkl") or (name.endswith(".json") and name.startswith(_TUNE_JSON_STATE))
+
+
+def key_file() -> Path:
+    return Path(os.environ.get(KEY_ENV) or Path.home() / ".config" / "matnet-search" / "state-key").expanduser()
+
+
+def _key() -> bytes:
+    path = key_file()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def _state_files(folder: SearchFolder) -> list[str]:
+    return [name for name in storage.list_files(folder.path) if is_tune_state(name)]
+
+
+def _digest(key: bytes, folder: SearchFolder, name: str) -> str:
+    with storage.open_bytes(folder.file(name)) as f:
+        mac = hmac.new(key, digestmod=hashlib.sha256)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            mac.update(block)
+    return mac.hexdigest()
+
+
+def sign(folder: SearchFolder) -> None:
+    """Sign Tune's state files as they are now."""
+    key = _key()
+    signatures = {name: _digest(key, folder, name) for name in _state_files(folder)}
+    storage.write_text(folder.file(SIGNATURES), json.dumps(signatures, indent=1) + "\n")
+
+
+def verify(folder: SearchFolder) -> None:
+    """UntrustedStateError unless every state file Tune would read carries this key's signature."""
+    files = _state_files(folder)
+    hint = (f"Tune's resume unpickles it, which can run code; resume only a folder you trust, and then pass "
+            f"--trust-state")
+    if not storage.exists(folder.file(SIGNATURES)):
+        raise UntrustedStateError(f"{folder.path}: Ray Tune's state there ({', '.join(files) or 'none'}) carries no "
+                                  f"signature from a search run with this machine's key ({key_file()}); {hint}")
+    try:
+        signatures: Any = json.loads(storage.read_text(folder.file(SIGNATURES)))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        signatures = None
+    if not isinstance(signatures, dict):
+        raise UntrustedStateError(f"{folder.file(SIGNATURES)}: damaged; {hint}")
+    key = _key()
+    for name in files:
+        expected = signatures.get(name)
+        if not isinstance(expected, str) or not hmac.compare_digest(expected, _digest(key, folder, name)):
+            raise UntrustedStateError(f"{folder.file(name)}: not the file a search run with this machine's key "
+                                      f"({key_file()}) saved (changed, or written elsewhere); {hint}")
+
+
+def stamps(folder: SearchFolder) -> dict[str, tuple[int, int]]:
+    """(modification time, size) of each state file of a local folder: what tells that Tune saved."""
+    base = Path(folder.path)
+    out = {}
+    for name in _state_files(folder):
+        stat = (base / name).stat()
+        out[name] = (stat.st_mtime_ns, stat.st_size)
+    return out

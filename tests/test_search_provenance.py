@@ -1,0 +1,90 @@
+"""Nothing the project reads from a search folder can run code. Tune's resume unpickles its own
+state files, so `search.run --resume` first checks they carry this machine's signature
+(search/provenance.py); the export reads only the project's own plain files."""
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.folder import SearchFolder, SearchInfo
+from search.provenance import SIGNATURES, UntrustedStateError, sign, verify
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Payload:
+    """A pickle that, once loaded, writes a file: what a hostile search folder would carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def tune_state(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"fine": 1}))
+    (folder / "searcher-state-2026.pkl").write_bytes(pickle.dumps({"study": None}))
+    (folder / "experiment_state-2026.json").write_text(json.dumps({"trial_data": []}))
+    (folder / "trials.json").write_text(json.dumps({"trials": {}}))  # the project's own: not Tune's
+
+
+def test_signed_state_verifies_and_any_change_is_refused(tmp_path):
+    tune_state(tmp_path / "s")
+    folder = SearchFolder(str(tmp_path / "s"))
+    with pytest.raises(UntrustedStateError, match="carries no signature"):
+        verify(folder)
+    sign(folder)
+    assert set(json.loads((tmp_path / "s" / SIGNATURES).read_text())) == {
+        "tuner.pkl", "searcher-state-2026.pkl", "experiment_state-2026.json"}
+    verify(folder)
+    (tmp_path / "s" / "trials.json").write_text("{}")  # not Tune's: not part of the signature
+    verify(folder)
+    for name, change in [("tuner.pkl", pickle.dumps({"fine": 2})), ("callback-states-2027.pkl", b"new")]:
+        original = (tmp_path / "s" / name).read_bytes() if (tmp_path / "s" / name).exists() else None
+        (tmp_path / "s" / name).write_bytes(change)
+        with pytest.raises(UntrustedStateError, match=name) as e:
+            verify(folder)
+        assert "--trust-state" in str(e.value) and "\n" not in str(e.value)
+        if original is None:
+            (tmp_path / "s" / name).unlink()
+        else:
+            (tmp_path / "s" / name).write_bytes(original)
+    verify(folder)
+    (tmp_path / "s" / SIGNATURES).write_text("[]")
+    with pytest.raises(UntrustedStateError, match="damaged"):
+        verify(folder)
+
+
+def test_a_signature_made_with_another_key_is_refused(tmp_path, monkeypatch):
+    tune_state(tmp_path / "s")
+    folder = SearchFolder(str(tmp_path / "s"))
+    monkeypatch.setenv("MATNET_STATE_KEY_FILE", str(tmp_path / "other-key"))
+    sign(folder)
+    assert (tmp_path / "other-key").stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("MATNET_STATE_KEY_FILE", str(tmp_path / "my-key"))
+    with pytest.raises(UntrustedStateError, match="not the file a search run with this machine's key"):
+        verify(folder)
+
+
+def test_resume_refuses_a_planted_pickle_before_anything_runs(tmp_path):
+    space = ROOT / "spaces" / "quickstart.yaml"
+    folder = SearchFolder(str(tmp_path / "results" / "quickstart"))
+    info = SearchInfo("quickstart", str(space), str(tmp_path), str(tmp_path / "results"), folder.path,
+                      f"sqlite:///{tmp_path}/mlflow.db", "quickstart", None, 8, 2)
+    folder.write_info(info, space.read_text())
+    tune_state(Path(folder.path))
+    marker = tmp_path / "pwned"
+    (Path(folder.path) / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    r = subprocess.run([sys.executable, "-m", "search.run", str(space), "--resume", "--storage",
+                        str(tmp_path / "results")], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "carries no signature" in lines[0] and "--trust-state" in lines[0], r.stderr
+    assert not marker.exists()
