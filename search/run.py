@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import storage
 from .cluster import DEFAULT_STORAGE, RunError, check_cluster_storage, cluster_address, init_ray, resolve_storage
@@ -92,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_search(args, space).code
 
 
-def run_search(args: argparse.Namespace, space: Space) -> SearchRun:
-    """Start the search the arguments describe, or resume it; fit, export, close its MLflow runs."""
+def run_search(args: argparse.Namespace, space: Space, search_alg: Any = None, stop: Any = None) -> SearchRun:
+    """Start the search the arguments describe, or resume it; fit, export, close its MLflow runs.
+    `search_alg` and `stop` (a Tune stopper with `stop_all`: a budget that ends the search) go to a
+    new search's Tuner (search.bench compare)."""
     experiment = space.settings.experiment
     name = args.name or experiment.name
     address = cluster_address(args)
@@ -138,7 +141,7 @@ def run_search(args: argparse.Namespace, space: Space) -> SearchRun:
     result.seconds["ray_init"] = time.monotonic() - started
     try:
         check_cluster_storage(storage_path, address, args.shared_storage)
-        result.code = _fit(args, space, folder, info, result.seconds)
+        result.code = _fit(args, space, folder, info, result.seconds, search_alg, stop)
         return result
     finally:
         import ray
@@ -175,7 +178,7 @@ def _start_tracking(space: Space, folder: SearchFolder, info: SearchInfo, resume
 
 
 def _fit(args: argparse.Namespace, space: Space, folder: SearchFolder, info: SearchInfo,
-         seconds: dict[str, float]) -> int:
+         seconds: dict[str, float], search_alg: Any, stop: Any) -> int:
     from . import tuner
     from .export import export_search
     from .ledger import end_running, read_records
@@ -190,21 +193,25 @@ def _fit(args: argparse.Namespace, space: Space, folder: SearchFolder, info: Sea
         else:
             callback_list = tuner.callbacks(space, folder, info.name, info.tracking_uri, parent)
             fitter = tuner.new_tuner(space, info.storage, info.name, callback_list, info.num_samples,
-                                     info.max_concurrent)
+                                     info.max_concurrent, search_alg, stop)
         started = time.monotonic()
         grid = fitter.fit()
         elapsed = seconds["fit"] = time.monotonic() - started
         sign(folder)  # Tune has saved its state for the last time (also a search resumed with --trust-state)
         budget_s = space.settings.experiment.time_budget_s
         unfinished = sum(1 for r in read_records(folder).values() if not r.ended)
-        out_of_time = bool(budget_s) and elapsed >= budget_s - 1
-        if out_of_time:
-            end_running(folder)  # cut short by the time budget: they ended, they were not interrupted
-        interrupted = unfinished > 0 and not out_of_time
+        budget_reached = ""
+        if budget_s and elapsed >= budget_s - 1:
+            budget_reached = f"time budget of {budget_s:g} s"
+        elif stop is not None and stop.stop_all():
+            budget_reached = "its budget"
+        if budget_reached:
+            end_running(folder)  # cut short by the search's budget: they ended, they were not interrupted
+        interrupted = unfinished > 0 and not budget_reached
         print(f"search {info.name}: {len(grid)} trials in {elapsed:.0f} s"
               + (f" (interrupted; {unfinished} unfinished)" if interrupted else "")
-              + (f" (time budget of {budget_s:g} s reached; {unfinished} cut short)" if out_of_time and unfinished
-                 else ""), flush=True)
+              + (f" ({budget_reached} reached; {unfinished} cut short)" if budget_reached and unfinished else ""),
+              flush=True)
         if interrupted:
             name = info.name
             print(f"interrupted: continue with  python -m search.run {space.path} --resume"

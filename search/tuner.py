@@ -53,15 +53,17 @@ def callbacks(space: Space, folder: SearchFolder, name: str, tracking_uri: str |
 
 
 def new_tuner(space: Space, storage: str, name: str, callback_list: list[Any], num_samples: int,
-              max_concurrent: int):
+              max_concurrent: int, search_alg: Any = None, stop: Any = None):
+    """The search's Tuner; `search_alg` replaces the platform's searcher (search.bench compare runs
+    Ray's stock OptunaSearch through it) and `stop` is a Tune stopper for the whole search."""
     from ray import tune
     experiment = space.settings.experiment
     tune_config = tune.TuneConfig(
-        search_alg=searcher(space), scheduler=scheduler(space), num_samples=num_samples,
+        search_alg=search_alg or searcher(space), scheduler=scheduler(space), num_samples=num_samples,
         max_concurrent_trials=max_concurrent or None, time_budget_s=experiment.time_budget_s or None,
         reuse_actors=experiment.reuse_actors)
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, callbacks=callback_list,
+        name=name, storage_path=storage, callbacks=callback_list, stop=stop,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=experiment.keep_checkpoints,
                                                 checkpoint_score_attribute=experiment.metric,
                                                 checkpoint_score_order=experiment.mode),

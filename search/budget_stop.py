@@ -1,0 +1,44 @@
+"""Stop a search when its trials together have trained a given number of steps, and keep the curve
+of the best value reached against the steps spent (what `search.bench compare` plots).
+
+Compute is counted in training steps, not seconds: a step costs the same in every strategy, and the
+count does not change when another job shares the machine, as seconds would on two shared cores.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ray.tune.stopper import Stopper
+
+
+class StepBudget(Stopper):
+    def __init__(self, budget_steps: int, metric: str, mode: str, record: str | Path):
+        self.budget_steps = budget_steps
+        self.metric = metric
+        self.mode = mode
+        self.record = str(record)
+        self.steps: dict[str, int] = {}        # trial id -> steps it trained so far
+        self.best: float | None = None
+        self.curve: list[list[float]] = []     # [steps spent, best value so far] after every result
+
+    @property
+    def spent(self) -> int:
+        return sum(self.steps.values())
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.steps[trial_id] = max(self.steps.get(trial_id, 0), int(result.get("step", 0)))
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+                self.best = float(value)
+        if self.best is not None:
+            self.curve.append([self.spent, self.best])
+        Path(self.record).write_text(json.dumps({"budget_steps": self.budget_steps, "spent": self.spent,
+                                                 "best": self.best, "curve": self.curve}) + "\n")
+        return False  # a trial is never stopped for the budget: stop_all ends the search
+
+    def stop_all(self) -> bool:
+        return self.spent >= self.budget_steps

@@ -1,0 +1,231 @@
+"""Search strategies side by side on the same space and the same compute:
+
+    python -m search.bench compare SPACE.yaml --seeds N --budget STEPS [--json PATH] [--plot PNG]
+
+Each strategy searches SPACE with N seeds, one run at a time (runs never share the CPU cores), until
+its trials together have trained STEPS training steps (search/budget_stop.py says why steps). For
+each it reports the best validation -ELBO reached as a function of the steps spent (median and
+spread over seeds), the steps it needed to reach the best value random search found with the whole
+budget, and the test IWAE of its exported best checkpoint (the space's `export:` settings).
+
+- random:            random sampling, every trial trained to the end;
+- random+asha:       random sampling, ASHA stops the weak trials;
+- tpe+asha:          the platform's default: seeded TPE, ASHA, stopped trials told to Optuna as PRUNED;
+- tpe+asha-stock:    the same with Ray's stock OptunaSearch, which tells Optuna that an ASHA-stopped
+                     trial is COMPLETE with its low-fidelity value (what the platform's searcher corrects).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .space import Space, load_space
+
+# strategy -> (sampler, scheduler, searcher): "platform" is search/searcher.py, "stock" Ray's OptunaSearch.
+STRATEGIES = {
+    "random": ("random", "none", "platform"),
+    "random+asha": ("random", "asha", "platform"),
+    "tpe+asha": ("tpe", "asha", "platform"),
+    "tpe+asha-stock": ("tpe", "asha", "stock"),
+}
+BASELINE, DEFAULT = "random", "tpe+asha"
+
+
+@dataclass
+class RunResult:
+    strategy: str
+    seed: int
+    curve: list[list[float]]          # [steps spent, best value so far]
+    spent: int
+    trials: dict[str, int]            # outcome -> count
+    test_nll_nats: float | None
+    iwae: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> float | None:
+        return self.curve[-1][1] if self.curve else None
+
+    def steps_to(self, target: float, mode: str) -> int | None:
+        for steps, best in self.curve:
+            if (best <= target) if mode == "min" else (best >= target):
+                return int(steps)
+        return None
+
+
+def run_name(strategy: str, seed: int) -> str:
+    return f"{strategy.replace('+', '-')}-seed{seed}"
+
+
+def variant(text: str, strategy: str, seed: int) -> str:
+    """The space file of one run: the strategy's sampler and scheduler, the seed, no MLflow, no time
+    limit (the step budget ends it) and trials enough for any budget."""
+    sampler, scheduler, _ = STRATEGIES[strategy]
+    raw = yaml.safe_load(text)
+    raw["experiment"] = {**raw["experiment"], "name": run_name(strategy, seed), "num_samples": 100000,
+                         "time_budget_s": 0}
+    raw["sampler"] = {**(raw.get("sampler") or {}), "type": sampler, "seed": seed}
+    raw["scheduler"] = {**(raw.get("scheduler") or {}), "type": scheduler}
+    raw["mlflow"] = {"enabled": False}
+    raw.pop("points_to_evaluate", None)  # the strategies start from nothing
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
+def stock_searcher(space: Space):
+    from ray.tune.search.optuna import OptunaSearch
+    experiment = space.settings.experiment
+    return OptunaSearch(space=space.suggest, metric=experiment.metric, mode=experiment.mode,
+                        sampler=space.make_sampler())
+
+
+def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Path) -> RunResult:
+    from . import run
+    from .budget_stop import StepBudget
+    from .folder import SearchFolder
+    from .ledger import read_records
+    from .results import outcome_counts
+
+    name = run_name(strategy, seed)
+    path = workdir / f"{name}.yaml"
+    path.write_text(variant(space_file.read_text(), strategy, seed))
+    space = load_space(path, cwd=str(space_file.resolve().parent))
+    experiment = space.settings.experiment
+    stop = StepBudget(budget, experiment.metric, experiment.mode, workdir / f"{name}.budget.json")
+    searcher = stock_searcher(space) if STRATEGIES[strategy][2] == "stock" else None
+    args = run.parser().parse_args([str(path), "--storage", str(workdir / "results")])
+    outcome = run.run_search(args, space, search_alg=searcher, stop=stop)
+    if outcome.code != 0:
+        raise RuntimeError(f"the {name} search ended with status {outcome.code}")
+    folder = SearchFolder(str(workdir / "results" / name))
+    summary = json.loads((workdir / "results" / name / "summary.json").read_text())
+    evaluation = summary["best"]["evaluation"]
+    return RunResult(strategy, seed, stop.curve, stop.spent, outcome_counts(read_records(folder)),
+                     evaluation.get("nll_nats"), {k: evaluation.get(k) for k in ("iwae_k", "n_images", "split")})
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "min": None, "max": None}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def best_at(result: RunResult, steps: float) -> float | None:
+    """The best value the run had reached once it had spent `steps`."""
+    reached = [best for spent, best in result.curve if spent <= steps]
+    return reached[-1] if reached else None
+
+
+def analyse(results: list[RunResult], budget: int, mode: str) -> dict[str, Any]:
+    by_strategy: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_strategy.setdefault(r.strategy, []).append(r)
+    baseline = [r.final for r in by_strategy.get(BASELINE, []) if r.final is not None]
+    target = statistics.median(baseline) if baseline else None
+    grid = [budget * i / 40 for i in range(1, 41)]
+    table = {}
+    for strategy, runs in by_strategy.items():
+        reach = [r.steps_to(target, mode) for r in runs] if target is not None else []
+        reached = [s for s in reach if s is not None]
+        # The median of the steps each seed needed; a seed that never reached it counts as more
+        # than the whole budget, so the median is "not reached" when half the seeds did not.
+        ordered = sorted(s if s is not None else math.inf for s in reach)
+        median_steps = statistics.median(ordered) if ordered else None
+        table[strategy] = {
+            "final_best": _spread([r.final for r in runs if r.final is not None]),
+            "steps_to_random_best": {"median": None if median_steps in (None, math.inf) else median_steps,
+                                     "fraction_of_budget": None if median_steps in (None, math.inf)
+                                     else median_steps / budget,
+                                     "seeds_reaching": len(reached), "seeds": len(runs)},
+            "test_nll_nats": _spread([r.test_nll_nats for r in runs if r.test_nll_nats is not None]),
+            "trials": _spread([float(r.trials.get("total", 0)) for r in runs]),
+            "curve": [[x, _spread([v for v in (best_at(r, x) for r in runs) if v is not None])] for x in grid],
+        }
+    verdict = None
+    if DEFAULT in table and BASELINE in table:
+        fraction = table[DEFAULT]["steps_to_random_best"]["fraction_of_budget"]
+        default_nll, random_nll = table[DEFAULT]["test_nll_nats"]["median"], table[BASELINE]["test_nll_nats"]["median"]
+        verdict = {"target": target, "fraction_of_budget": fraction,
+                   "within_a_third": fraction is not None and fraction <= 1 / 3,
+                   "test_nll_at_least_as_good": None if default_nll is None or random_nll is None
+                   else default_nll <= random_nll}
+    return {"budget_steps": budget, "random_final_best_median": target, "strategies": table, "verdict": verdict}
+
+
+def print_report(report: dict[str, Any], metric: str) -> None:
+    def fmt(x: float | None, digits: int = 2) -> str:
+        return "-" if x is None else f"{x:.{digits}f}"
+    budget = report["budget_steps"]
+    print(f"\nbudget: {budget} training steps per run; target: random search's final best {metric} "
+          f"(median over seeds) = {fmt(report['random_final_best_median'])}")
+    header = f"{'strategy':<16} {'best at budget':>24} {'steps to target':>22} {'test NLL (IWAE)':>24} {'trials':>7}"
+    print(header)
+    print("-" * len(header))
+    for strategy, row in report["strategies"].items():
+        b, s, t = row["final_best"], row["steps_to_random_best"], row["test_nll_nats"]
+        steps = "not reached" if s["median"] is None else f"{s['median']:.0f} ({s['fraction_of_budget']:.0%})"
+        steps += f" {s['seeds_reaching']}/{s['seeds']}"
+        print(f"{strategy:<16} {fmt(b['median']):>8} [{fmt(b['min'])}-{fmt(b['max'])}] {steps:>22} "
+              f"{fmt(t['median']):>8} [{fmt(t['min'])}-{fmt(t['max'])}] {row['trials']['median']:>7.0f}")
+    verdict = report.get("verdict")
+    if verdict:
+        print(f"\nthe platform's default ({DEFAULT}) reached random search's final best with "
+              + ("none of its seeds' budget (not reached)" if verdict["fraction_of_budget"] is None
+                 else f"{verdict['fraction_of_budget']:.0%} of the budget")
+              + f" (goal: at most 33%: {'met' if verdict['within_a_third'] else 'NOT met'}); its test NLL is "
+              + ("at least as good" if verdict["test_nll_at_least_as_good"] else "NOT as good")
+              + " as random search's (median over seeds)")
+
+
+def plot(report: dict[str, Any], metric: str, path: Path) -> Path:
+    """Best value so far against training steps spent, per strategy: the median over seeds, and the
+    band between the best and the worst seed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for strategy, row in report["strategies"].items():
+        points = [(x, v) for x, v in row["curve"] if v["median"] is not None]
+        if not points:
+            continue
+        xs = [x for x, _ in points]
+        ax.plot(xs, [v["median"] for _, v in points], label=strategy, linewidth=1.6)
+        ax.fill_between(xs, [v["min"] for _, v in points], [v["max"] for _, v in points], alpha=0.15)
+    if report["random_final_best_median"] is not None:
+        ax.axhline(report["random_final_best_median"], color="0.4", linestyle=":", linewidth=1,
+                   label="random search's final best")
+    ax.set_xlabel("training steps spent (all trials)")
+    ax.set_ylabel(f"best {metric} so far")
+    ax.set_title("Search strategies on the same compute (median and range over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def compare(space_file: Path, seeds: int, budget: int, strategies: list[str], workdir: Path | None = None,
+            ) -> tuple[dict[str, Any], list[RunResult]]:
+    """Every strategy with seeds 0..seeds-1, one run at a time."""
+    space = load_space(space_file)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="matnet-compare-") as tmp:
+        base = workdir or Path(tmp)
+        for seed in range(seeds):
+            for strategy in strategies:
+                print(f"compare: {strategy}, seed {seed} ...", flush=True)
+                results.append(run_one(space_file, strategy, seed, budget, base))
+    experiment = space.settings.experiment
+    return analyse(results, budget, experiment.mode), results
+
+
+def to_json(report: dict[str, Any], results: list[RunResult]) -> str:
+    return json.dumps({**report, "runs": [asdict(r) for r in results]}, indent=1) + "\n"

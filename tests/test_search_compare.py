@@ -1,0 +1,79 @@
+"""search.bench compare: strategies side by side on the same compute. The analysis on made-up runs
+(exact figures), and a short real comparison through the command (the full one is a benchmark:
+README, "Search strategies")."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from search.compare import RunResult, analyse, variant
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(strategy: str, seed: int, curve: list, nll: float) -> RunResult:
+    return RunResult(strategy, seed, curve, curve[-1][0], {"total": 5}, nll)
+
+
+def test_the_analysis_finds_the_steps_each_strategy_needed_to_reach_random_searchs_best():
+    results = [
+        run("random", 0, [[100, 150.0], [600, 130.0], [1000, 120.0]], 110.0),
+        run("random", 1, [[100, 160.0], [1000, 124.0]], 112.0),
+        run("random", 2, [[300, 128.0], [1000, 122.0]], 111.0),
+        run("tpe+asha", 0, [[50, 140.0], [250, 121.0], [1000, 115.0]], 108.0),
+        run("tpe+asha", 1, [[50, 135.0], [300, 119.0], [1000, 116.0]], 109.0),
+        run("tpe+asha", 2, [[50, 150.0], [900, 123.0], [1000, 123.0]], 113.0),
+    ]
+    report = analyse(results, 1000, "min")
+    assert report["random_final_best_median"] == 122.0
+    tpe = report["strategies"]["tpe+asha"]
+    assert tpe["steps_to_random_best"] == {"median": 300, "fraction_of_budget": 0.3, "seeds_reaching": 2, "seeds": 3}
+    assert tpe["final_best"] == {"median": 116.0, "min": 115.0, "max": 123.0}
+    assert report["strategies"]["random"]["steps_to_random_best"]["median"] == 1000
+    assert report["verdict"] == {"target": 122.0, "fraction_of_budget": 0.3, "within_a_third": True,
+                                 "test_nll_at_least_as_good": True}
+    at_half = dict((x, v) for x, v in tpe["curve"])[500.0]
+    assert at_half == {"median": 121.0, "min": 119.0, "max": 150.0}
+
+
+def test_a_run_file_takes_the_strategy_the_seed_and_no_time_limit():
+    import yaml
+    text = (ROOT / "spaces" / "compare.yaml").read_text()
+    raw = yaml.safe_load(variant(text, "random+asha", 3))
+    assert raw["sampler"]["type"] == "random" and raw["sampler"]["seed"] == 3
+    assert raw["scheduler"]["type"] == "asha" and raw["scheduler"]["reduction_factor"] == 3
+    assert raw["experiment"]["name"] == "random-asha-seed3" and raw["experiment"]["time_budget_s"] == 0
+    assert raw["mlflow"] == {"enabled": False}
+
+
+SMALL = """\
+experiment: {name: small, num_samples: 10, max_concurrent: 2, resources: {cpu: 1, gpu: 0}, max_failures: 0,
+             keep_checkpoints: 1}
+base: tiny
+data: {dataset: mnist, train_limit: 500, eval_limit: 50}
+fixed:
+  train: {max_steps: 20, eval_every_steps: 10, batch_size: 50, device: cpu}
+  model: {data_width: 8, top_latents: 8}
+search:
+  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+sampler: {type: tpe, seed: 0, n_startup_trials: 2}
+export: {iwae_k: 2, limit: 10}
+"""
+
+
+def test_the_command_compares_real_searches_on_a_step_budget(tmp_path):
+    (tmp_path / "small.yaml").write_text(SMALL)
+    r = subprocess.run([sys.executable, "-m", "search.bench", "compare", str(tmp_path / "small.yaml"), "--seeds", "1",
+                        "--budget", "50", "--strategies", "random,tpe+asha-stock", "--json", str(tmp_path / "c.json"),
+                        "--plot", str(tmp_path / "c.png")], capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert set(report["strategies"]) == {"random", "tpe+asha-stock"}
+    for run_result in report["runs"]:
+        assert run_result["spent"] >= 50 and run_result["curve"][-1][0] == run_result["spent"]
+        assert 0 < run_result["test_nll_nats"] < 1000 and run_result["trials"]["total"] >= 3
+    assert (tmp_path / "c.png").stat().st_size > 10_000
+    assert "steps to target" in r.stdout
