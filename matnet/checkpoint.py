@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .build import AnyMatNet, build_model
 from .config import Config, ConfigError
+from .userfiles import read_json
 
 WEIGHTS = "model.safetensors"
 LEGACY_WEIGHTS = "model.pt"
@@ -91,14 +92,20 @@ def read_config(path: str | Path) -> tuple[Config, dict[str, Any]]:
         raise CheckpointError(f"{path}: no checkpoint directory there; pass the folder that holds "
                               f"{CONFIG} and {WEIGHTS} (e.g. RUN_DIR/checkpoint)")
     for name in (CONFIG, META):
-        if not (path / name).is_file():
+        if not (path / name).exists():
             raise CheckpointError(f"{path}: {name} is missing, so this is not a complete matnet checkpoint")
+    fix = "the checkpoint is corrupt or from an incompatible version; restore it from a copy or retrain"
     try:
-        config = Config.from_json(path / CONFIG)
-        meta = json.loads((path / META).read_text())
-    except (ConfigError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable {CONFIG}/{META} ({e}); the checkpoint is corrupt "
-                              f"or from an incompatible version") from None
+        config = Config.from_json(path / CONFIG, fix)
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    meta = read_json(path / META, CheckpointError, fix)
+    shape = meta.get("image_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3
+                                  and all(type(v) is int and v > 0 for v in shape)):
+        raise CheckpointError(f"{path / META}: image_shape {shape!r} is not [channels, height, width]; {fix}")
+    if not isinstance(meta.get("metrics", {}), dict) or type(meta.get("step", 0)) is not int:
+        raise CheckpointError(f"{path / META}: 'step' must be an integer and 'metrics' a mapping; {fix}")
     return config, meta
 
 
@@ -147,12 +154,24 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), config, meta
 
 
+# What resuming reads from train_state.pt, and the advice that works when it cannot be read: the
+# weights and the step are in model.safetensors and meta.json, so training can go on from them with a
+# new optimizer state (train.py, --fresh-optimizer).
+TRAIN_STATE_KEYS = {"optimizer": dict, "step": int, "skipped_steps": int, "train_seconds": float}
+FRESH_OPTIMIZER_ADVICE = ("rerun with --fresh-optimizer to go on from the checkpoint's weights and step with a "
+                          "new optimizer state, or use a new --out folder")
+
+
 def load_train_state(path: str | Path) -> dict[str, Any] | None:
     f = Path(path) / TRAIN_STATE
-    if not f.is_file():
+    if not f.exists():
         return None
     try:
-        return torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{f}: cannot be read ({type(e).__name__}); delete it to restart training "
-                              f"from the weights alone, or remove the run directory") from None
+        state = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, a folder, or pickled code refused by weights_only
+        raise CheckpointError(f"{f}: cannot be read ({type(e).__name__}); {FRESH_OPTIMIZER_ADVICE}") from None
+    wrong = [k for k, tp in TRAIN_STATE_KEYS.items()
+             if not isinstance(state, dict) or not isinstance(state.get(k), (int, float) if tp is float else tp)]
+    if wrong:
+        raise CheckpointError(f"{f}: not a training state (no valid {', '.join(wrong)}); {FRESH_OPTIMIZER_ADVICE}")
+    return state

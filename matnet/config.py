@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .userfiles import read_json
 
 
 class ConfigError(ValueError):
@@ -139,19 +142,25 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        # Written beside and renamed over: an interrupted write leaves the old file, not half a config.
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         return _build(cls, d, "")
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "Config":
+    def from_json(cls, path: str | Path, fix: str = "fix the file or re-create it") -> "Config":
+        """A config file; every way it can be unusable (missing, a folder, not UTF-8, not JSON, not a
+        mapping, unknown keys, wrong types) is a ConfigError that names the file."""
+        d = read_json(path, ConfigError, fix)
         try:
-            d = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e}); fix the file or re-create it") from None
-        return cls.from_dict(d)
+            return cls.from_dict(d)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
 
     def override(self, key: str, value: Any) -> "Config":
         """A copy with one dotted key (`train.lr`, `model.meta_modules`) replaced."""
