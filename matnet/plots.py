@@ -2,7 +2,6 @@
 training as a stacked area plot grouped by meta module (Figure 4)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +12,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torchvision.utils import make_grid, save_image
+
+from . import metricslog
+from .outputs import image_format, replacing
 
 
 def to_unit(images: torch.Tensor, eight_bit: bool | None = None) -> torch.Tensor:
@@ -27,9 +29,10 @@ def to_unit(images: torch.Tensor, eight_bit: bool | None = None) -> torch.Tensor
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, pad: int = 2) -> Path:
     """Write a grid of images [N, C, H, W] as PNG; `nrow` images per row (default: square)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     nrow = nrow or max(1, int(math.ceil(math.sqrt(images.shape[0]))))
-    save_image(to_unit(images), path, nrow=nrow, padding=pad, pad_value=1.0)
+    fmt = image_format(path)
+    with replacing(path) as tmp:  # a crash leaves the old image or the new one (outputs.py)
+        save_image(to_unit(images), tmp, nrow=nrow, padding=pad, pad_value=1.0, format=fmt)
     return path
 
 
@@ -41,18 +44,19 @@ def save_group_grid(groups: Sequence[torch.Tensor], path: str | Path, eight_bit:
     """Column groups side by side (Figure 3): each group is [rows, columns, C, H, W]; groups are
     separated by a gray band wider than the white padding inside a group."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = image_format(path)
     tiles = [make_grid(to_unit(g.flatten(0, 1), eight_bit), nrow=g.shape[1], padding=2, pad_value=1.0)
              for g in groups]
     spacer = torch.full((3, tiles[0].shape[1], gap), 0.5)
     parts = [t for tile in tiles for t in (tile, spacer)][:-1]
-    save_image(torch.cat(parts, 2), path)
+    with replacing(path) as tmp:
+        save_image(torch.cat(parts, 2), tmp, format=fmt)
     return path
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The lines of a metrics.jsonl, as dicts."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The lines of a metrics.jsonl, as dicts (a torn line skipped: metricslog.py)."""
+    return metricslog.read_metrics(path)
 
 
 # One colour family per meta module (z_0 in gray), one shade per module within it.
@@ -110,8 +114,8 @@ def plot_kl_per_layer(history: Sequence[dict[str, Any]], layer_meta: Sequence[in
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with replacing(path) as tmp:
+        fig.savefig(tmp)
     return path
 
 

@@ -1,0 +1,98 @@
+"""What a folder is, told by the files in it: a checkpoint, a training run, a search.
+
+  checkpoint  model.safetensors (or model.pt) + config.json + meta.json [+ train_state.pt]: written
+              whole and swapped in by checkpoint.save_checkpoint, so nothing else may live in it
+  run         what matnet.train writes into --out: config.json, metrics.jsonl, kl_per_layer.png and a
+              checkpoint/ folder (.checkpoint.old while a save is being swapped in)
+  search      what search.run writes into STORAGE/NAME: search.json, the space file's copy, Ray Tune's
+              experiment state, trial folders, best/ (a checkpoint), summary.json
+
+A command uses these to refuse what would overwrite something it did not write (training into a
+checkpoint, a figure written over a run's metrics) and to say what a folder is when the wrong one is
+passed ("a run folder: its checkpoint is RUN/checkpoint").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checkpoint import CONFIG, LEGACY_WEIGHTS, META, WEIGHTS
+
+# The names matnet.train writes in a run folder.
+RUN_CONFIG = "config.json"
+RUN_METRICS = "metrics.jsonl"
+RUN_PLOT = "kl_per_layer.png"
+RUN_CHECKPOINT = "checkpoint"
+RUN_FILES = (RUN_CONFIG, RUN_METRICS, RUN_PLOT, RUN_CHECKPOINT, f".{RUN_CHECKPOINT}.old")
+
+# Files only a search folder holds (search.run's own, and Ray Tune's experiment state).
+SEARCH_MARKERS = ("search.json", "tuner.pkl")
+SEARCH_GLOBS = ("experiment_state-*.json",)
+
+CHECKPOINT, RUN, SEARCH, EMPTY, OTHER, FILE, MISSING = ("checkpoint", "run", "search", "empty", "other",
+                                                        "file", "missing")
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """A checkpoint folder: it holds weights, or the meta.json only checkpoints have (a run folder has a
+    config.json too, never a meta.json)."""
+    p = Path(path)
+    return p.is_dir() and any((p / n).exists() for n in (WEIGHTS, LEGACY_WEIGHTS, META))
+
+
+def is_search(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (any((p / n).exists() for n in SEARCH_MARKERS)
+                           or any(next(p.glob(g), None) is not None for g in SEARCH_GLOBS))
+
+
+def is_run(path: str | Path) -> bool:
+    """A run folder: what matnet.train leaves behind, from its first evaluation on."""
+    p = Path(path)
+    return (p.is_dir() and not is_checkpoint(p)
+            and any((p / n).exists() for n in (RUN_CHECKPOINT, f".{RUN_CHECKPOINT}.old", RUN_METRICS)))
+
+
+def kind(path: str | Path) -> str:
+    """checkpoint | run | search | empty (an empty folder) | other (another folder) | file | missing."""
+    p = Path(path)
+    if not p.exists():
+        return MISSING
+    if not p.is_dir():
+        return FILE
+    for name, test in ((CHECKPOINT, is_checkpoint), (SEARCH, is_search), (RUN, is_run)):
+        if test(p):
+            return name
+    return EMPTY if next(p.iterdir(), None) is None else OTHER
+
+
+def enclosing_checkpoint(path: str | Path) -> Path | None:
+    """The checkpoint folder that `path` is, or is inside of (symbolic links followed); else None."""
+    p = Path(path).expanduser().resolve()
+    for folder in (p, *p.parents):
+        if is_checkpoint(folder):
+            return folder
+    return None
+
+
+def describe(path: str | Path) -> str:
+    """What a folder passed where a checkpoint belongs is, and what to pass instead."""
+    p = Path(path)
+    k = kind(p)
+    if k == RUN:
+        return f"{p} is a training run folder, not a checkpoint; its checkpoint is {p / RUN_CHECKPOINT}"
+    if k == SEARCH:
+        return f"{p} is a search folder, not a checkpoint; its best checkpoint is {p / 'best'}"
+    if k == FILE:
+        return f"{p} is a file, not a checkpoint folder; pass the folder that holds {CONFIG} and {WEIGHTS}"
+    return ""
+
+
+def checkpoint_argument(path: str | Path) -> Path:
+    """A command's CHECKPOINT argument: a run or search folder (or a file) passed instead of a checkpoint
+    is told apart and named, with the path to pass instead. Reading the checkpoint checks the rest."""
+    from .checkpoint import CheckpointError
+
+    hint = describe(path)
+    if hint:
+        raise CheckpointError(hint)
+    return Path(path)
