@@ -21,17 +21,19 @@ from tqdm import tqdm
 from . import cli
 from .budget import budget
 from .build import build_model
-from .checkpoint import CheckpointError, load_checkpoint, load_train_state, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import Config, ConfigError, parse_set
 from .data import load_split
 from .device import autocast, resolve_device
-from .distributions import check_data_fits
 from .evaluate import evaluate_elbo
 from .masks import mask_maker
+from .metricslog import keep_through
 from .nonfinite import NonFiniteLossError
 from .objectives import elbo_loss, inference_regularizer
 from .plots import plot_kl_per_layer, read_metrics
 from .presets import PRESETS, preset
+from .runfolder import check_run_folder, load_optimizer_state, resume_point
+from .validate import validate
 
 # report(metrics, checkpoint_dir): called after every evaluation, with the checkpoint just written.
 Report = Callable[[dict[str, Any], "Path | None"], None]
@@ -57,68 +59,56 @@ def kl_weight(cfg: Config, step: int) -> float:
     return 1.0 if w <= 0 else min(1.0, (step + 1) / w)
 
 
-def _same_run(a: Config, b: Config) -> bool:
-    """A run directory may be resumed with other stopping limits, not with another model or data."""
-    return a.model == b.model and a.data == b.data
-
-
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+    """Drop metric lines written after the checkpoint we resume from (they will be redone), and a torn
+    line (metricslog.py)."""
+    keep_through(path, step)
 
 
 def train(config: Config, out_dir: str | Path | None = None, report: Report | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, fresh_optimizer: bool = False) -> dict[str, Any]:
     """Train a MatNet with the ELBO (eq. 5); evaluate on the validation split, write metrics and a
     checkpoint, and call `report` at every epoch end (or every `eval_every_steps`). Resumes from
-    `out_dir/checkpoint` when one is there. Returns the last metrics."""
+    `out_dir/checkpoint` when one is there (`fresh_optimizer`: from its weights and step only, with a
+    new optimizer state). Returns the last metrics."""
+    # Bad values and a bad --out folder are refused before anything is loaded (validate.py, runfolder.py).
+    validate(config)
+    if out_dir is not None:
+        check_run_folder(out_dir, config)
     tc = config.train
     device = resolve_device(tc.device)
     amp = tc.amp and device.type == "cuda"
     out = Path(out_dir) if out_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
+    point = resume_point(out, config, device, fresh_optimizer) if out is not None else None
 
     train_split = load_split(config.data, "train")
     valid_split = load_split(config.data, "valid")
-    check_data_fits(config.model.likelihood, train_split.binarize)
     train_split.images = train_split.images.to(device)
     plan = budget(config, len(train_split))
     steps_per_epoch = plan.steps_per_epoch
 
-    if tc.inference_reg_weight < 0:
-        raise ConfigError(f"train.inference_reg_weight={tc.inference_reg_weight}: must be >= 0 (0: off)")
     torch.manual_seed(tc.seed)
     # data.task picks the model and the loss: generate -> MatNet and eq. 5; impute -> a conditional
     # MatNet and eq. 6 under masks drawn afresh for every batch (conditional.py).
     model = build_model(config, train_split.shape).to(device)
     masks = None
     if config.data.task == "impute":
-        if tc.inference_reg_weight > 0:
-            raise ConfigError("train.inference_reg_weight > 0 with data.task=impute: the inference regularizer "
-                              "is for unconditional MatNets; set it to 0")
         masks = mask_maker(config.data, train_split.shape)
         model.set_data_mean(train_split.images)  # the fill of unknown pixels
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
     state = {"step": 0, "skipped_steps": 0, "train_seconds": 0.0}
     last: dict[str, Any] = {}
 
-    if ckpt_dir is not None and (ckpt_dir.exists() or ckpt_dir.with_name(".checkpoint.old").exists()):
-        saved_model, saved_cfg, meta = load_checkpoint(ckpt_dir, device)
-        if not _same_run(saved_cfg, config):
-            raise ConfigError(f"{out} holds a run with another model or data config; "
-                              f"use a new --out directory, or the same settings to resume it")
-        ts = load_train_state(ckpt_dir)
-        if ts is None:
-            raise CheckpointError(f"{ckpt_dir}: no {'train_state.pt'} to resume from; use a new --out directory")
-        model.load_state_dict(saved_model.state_dict())
-        opt.load_state_dict(ts["optimizer"])
-        state.update({k: ts[k] for k in state})
-        last = meta.get("metrics", {})
-        _truncate_metrics(out / "metrics.jsonl", state["step"])
+    if point is not None:
+        model.load_state_dict(point.weights)
+        if point.optimizer is not None:
+            load_optimizer_state(opt, point.optimizer, ckpt_dir)
+        state.update(point.counters)
+        last = point.metrics
     if out is not None:
+        # The checkpoint is the truth: metric lines after its step (or all, with no checkpoint) are redone.
+        _truncate_metrics(out / "metrics.jsonl", state["step"])
         out.mkdir(parents=True, exist_ok=True)
         config.to_json(out / "config.json")
 
@@ -226,7 +216,8 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
 def build_config(args: argparse.Namespace) -> Config:
     if (args.preset is None) == (args.config is None):
         raise ConfigError("give exactly one of --preset NAME or --config FILE")
-    cfg = preset(args.preset) if args.preset else Config.from_json(args.config)
+    cfg = preset(args.preset) if args.preset else Config.from_json(args.config, "give a config.json written by "
+                                                                          "matnet.train (e.g. RUN/config.json)")
     sets = parse_set(args.set or [])
     for flag, key in (("max_steps", "train.max_steps"), ("max_minutes", "train.max_minutes"),
                       ("seed", "train.seed"), ("device", "train.device"), ("data_dir", "data.data_dir")):
@@ -236,7 +227,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m matnet.train", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m matnet.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=list(PRESETS), help="a named configuration")
     p.add_argument("--config", help="a config.json (e.g. from a run directory)")
     p.add_argument("--out", required=True, help="run directory: metrics.jsonl, checkpoint/ (resumed if present)")
@@ -247,10 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=5e-4 (repeatable)")
+    p.add_argument("--fresh-optimizer", action="store_true",
+                   help="resume from the checkpoint's weights and step with a new optimizer state (when its "
+                        "train_state.pt is missing or unreadable; the run then differs from an uninterrupted one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     cfg = build_config(args)
-    m = train(cfg, args.out, progress=not args.quiet)
+    m = train(cfg, args.out, progress=not args.quiet, fresh_optimizer=args.fresh_optimizer)
     keys = ["step", "epoch", "train_loss", "val_elbo_nats", "val_recon_nats", "val_kl_nats", "val_bpd", "skipped_steps"]
     for k in keys:
         if k in m:
