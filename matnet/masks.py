@@ -8,7 +8,8 @@ channel. The kinds, from the paper's experiments and the author's code:
   occluders   N squares of S x S pixels hidden, each placed uniformly at random where it fits in the
               image (they may overlap); the paper's faces: three 20x20 on 64x64.
   centre      one centred square hidden (half the image side unless told otherwise).
-  FILE        an image file (PNG, ...) read as a picture of the mask, the same for every example:
+  FILE        an image file (PNG, ...) read as a picture of the mask, the same for every example, drawn at
+              the images' size (or a whole multiple of it, scaled down; any other size is refused):
               WHITE (bright) pixels are the unknown ones to impute, black ones are known.
 """
 from __future__ import annotations
@@ -81,25 +82,36 @@ def centre_mask(n: int, size: int, side: int = 0) -> torch.Tensor:
 
 
 def file_mask(path: str | Path, size: int) -> torch.Tensor:
-    """A mask [1, 1, size, size] from an image file: resized (nearest neighbour) to the image size,
-    WHITE (value >= 128 in grayscale) = unknown."""
+    """A mask [1, 1, size, size] from an image file, WHITE (value >= 128 in grayscale) = unknown."""
+    return read_mask_image(path, size)[0]
+
+
+def read_mask_image(path: str | Path, size: int) -> tuple[torch.Tensor, int]:
+    """The mask of an image file, and the side it was drawn at. The file must be size x size, or a square
+    whole multiple of it (a mask drawn at a higher resolution), which is scaled down by taking every
+    k-th pixel; any other size is refused rather than squashed into a different mask."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as im:
-            gray = im.convert("L").resize((size, size), Image.Resampling.NEAREST)
+            w, h = im.size
+            gray = im.convert("L")
     except FileNotFoundError:
         raise MaskError(f"mask file {path}: not found; give quadrants, occluders, centre or an image file") from None
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise MaskError(f"mask file {path}: not a readable image ({type(e).__name__}); save it as PNG, "
                         f"white where pixels are to be imputed") from None
+    if (w, h) != (size, size) and not (w == h and w % size == 0):
+        raise MaskError(f"mask file {path}: {w}x{h} pixels, but the images are {size}x{size}; draw the mask "
+                        f"at {size}x{size} (or at a whole multiple such as {2 * size}x{2 * size})")
+    gray = gray.resize((size, size), Image.Resampling.NEAREST)
     hidden = torch.from_numpy(np.asarray(gray) >= 128)
     if not hidden.any():
         raise MaskError(f"mask file {path}: no white pixel, so nothing to impute (white = unknown, black = known)")
     if hidden.all():
         raise MaskError(f"mask file {path}: all white, so no pixel is known (white = unknown, black = known)")
-    return ~hidden.view(1, 1, size, size)
+    return ~hidden.view(1, 1, size, size), w
 
 
 @dataclass
@@ -113,10 +125,11 @@ class MaskMaker:
     side: int = 20              # occluders: their side; centre: the square's side (0: half the image)
     path: str = ""              # file: the mask image
     _fixed: torch.Tensor | None = None
+    _drawn_at: int = 0          # file: the side of the mask image (a multiple of size when scaled down)
 
     def __post_init__(self) -> None:
         if self.kind == "file":
-            self._fixed = file_mask(self.path, self.size)
+            self._fixed, self._drawn_at = read_mask_image(self.path, self.size)
         elif self.kind == "occluders":
             occluder_boxes(0, self.size, self.count, self.side)  # checks the sizes now, not at first use
         elif self.kind == "centre":
@@ -143,6 +156,8 @@ class MaskMaker:
         if self.kind == "centre":
             side = self.side or self.size // 2
             return f"centre: {side}x{side} hidden"
+        if self._drawn_at != self.size:
+            return f"file: {self.path} (drawn at {self._drawn_at}x{self._drawn_at}, scaled down to {self.size}x{self.size})"
         return f"file: {self.path}"
 
 

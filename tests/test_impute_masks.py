@@ -102,7 +102,7 @@ def test_bad_masks_are_one_line_errors(tmp_path):
     with pytest.raises(MaskError, match="not a readable image") as e:
         mask_maker(DataConfig(mask=str(tmp_path / "broken.png")), (1, 28, 28))
     one_line(e)
-    Image.new("L", (8, 8), 0).save(tmp_path / "black.png")
+    Image.new("L", (28, 28), 0).save(tmp_path / "black.png")
     with pytest.raises(MaskError, match="no white pixel") as e:
         file_mask(tmp_path / "black.png", 28)
     one_line(e)
