@@ -5,8 +5,6 @@
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import resource
 import time
@@ -171,14 +169,14 @@ def quality(minutes: float, device: torch.device, samples: int, limit: int, out_
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m matnet.bench", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m matnet.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("what", nargs="?", default="speed", choices=["speed", "quality"])
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="also write the figures as JSON here")
-    p.add_argument("--steps", type=int, default=10, help="timed training steps (speed)")
-    p.add_argument("--minutes", type=float, default=10.0, help="training wall time per model (quality)")
-    p.add_argument("--samples", type=int, default=1000, help="IWAE samples per test image (quality)")
-    p.add_argument("--limit", type=int, default=1000, help="test images evaluated (quality)")
+    p.add_argument("--steps", type=cli.at_least(1), default=10, help="timed training steps (speed)")
+    p.add_argument("--minutes", type=cli.positive_number, default=10.0, help="training wall time per model (quality)")
+    p.add_argument("--samples", type=cli.at_least(1), default=1000, help="IWAE samples per test image (quality)")
+    p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=1000, help="test images evaluated (quality)")
     p.add_argument("--out", default="runs/bench-quality", help="run directories (quality)")
     p.add_argument("--models", default=",".join(QUALITY_MODELS),
                    help=f"quality: which of {', '.join(QUALITY_MODELS)} to train (comma-separated; default both)")
@@ -187,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     if not models or set(models) - set(QUALITY_MODELS):
         raise ConfigError(f"--models {args.models!r}: use one or both of {', '.join(QUALITY_MODELS)}")
+    from .outputs import check_output, write_json
+    from .runfolder import check_run_folder
+    json_out = check_output(args.json, "--json") if args.json else None
+    if args.what == "quality":  # its run folders, before minutes of training each
+        for name in models:
+            cfg = preset("mnist-conv") if name == "matnet" else baseline_config()
+            check_run_folder(Path(args.out) / name, cfg.override("data.data_dir", args.data_dir) if args.data_dir else cfg)
     device = resolve_device(args.device)
     if args.what == "speed":
         r = throughput(preset("mnist-conv"), device, steps=args.steps)
@@ -213,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             q = r[name]
             print(f"{name:>18}  {q['latent_layers']:>6}  {q['train_steps']:>6}  {q['test_nll_nats']:>12.2f}  "
                   f"{q['test_elbo_nats']:>8.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
+    if json_out is not None:
+        write_json(json_out, r)
     return 0
 
 

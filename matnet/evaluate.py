@@ -6,8 +6,6 @@ samples per image (2500 by default, as in the paper), with the ELBO and the mean
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from functools import partial
 from pathlib import Path
@@ -135,13 +133,14 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m matnet.evaluate", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m matnet.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoint, or a search's best/)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--samples", type=int, default=2500, help="importance samples K per image (default 2500)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (default: all)")
-    p.add_argument("--batch-size", type=int, default=10, help="images per batch (default 10)")
-    p.add_argument("--rows", type=int, default=1000,
+    p.add_argument("--samples", type=cli.at_least(1), default=2500, help="importance samples K per image (default 2500)")
+    p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=0,
+                   help="evaluate only the first N images (default: all)")
+    p.add_argument("--batch-size", type=cli.at_least(1), default=10, help="images per batch (default 10)")
+    p.add_argument("--rows", type=cli.at_least(1), default=1000,
                    help="network rows (images x samples) per forward pass; lower it if memory is short")
     p.add_argument("--data-dir", help="where the data set's files are (default: the checkpoint's)")
     p.add_argument("--device", default="auto")
@@ -149,18 +148,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the figures as JSON to this path")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    from .folders import checkpoint_argument
+    from .outputs import check_output, write_json
+    from .validate import validate
+    # Everything that can be checked is, before the IWAE run (hours at k=2500): the output, the
+    # checkpoint, its config with the overrides.
+    json_out = check_output(args.json, "--json") if args.json else None
     device = resolve_device(args.device)
-    model, cfg, _ = load_checkpoint(args.checkpoint, device)
+    model, cfg, _ = load_checkpoint(checkpoint_argument(args.checkpoint), device)
     if args.data_dir:
         cfg = cfg.override("data.data_dir", args.data_dir)
+    validate(cfg, training=False)
     split = load_split(cfg.data, args.split)
     r = evaluate_iwae(model, split, args.samples, args.limit, args.batch_size, device, args.rows,
                       args.seed, cfg.train.amp, progress=not args.quiet)
     r["split"], r["checkpoint"] = args.split, str(Path(args.checkpoint).resolve())
     print_table(r)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
+    if json_out is not None:
+        write_json(json_out, r)
     return 0
 
 

@@ -21,7 +21,6 @@ quadrants (the same images), and their mean (what 1-3 visible quadrants drawn un
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -175,41 +174,41 @@ def mask_settings(args: argparse.Namespace, cfg: Config, shape) -> list[tuple[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m matnet.impute", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m matnet.impute", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint directory: conditional (data.task=impute) or not (a search's best/)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", help="the data set to impute (default: the checkpoint's)")
     src.add_argument("--images", help="a folder of photographs to impute instead (resized to the model's images)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--limit", type=int, default=1000, help="images to score (default 1000; 0: all)")
+    p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=1000, help="images to score (default 1000; 0: all)")
     p.add_argument("--mask", help="quadrants | occluders | centre | an image file, white = unknown "
                                   "(default: the checkpoint's data.mask)")
     p.add_argument("--visible", type=int, choices=[1, 2, 3], help="quadrants: visible ones (default: a row for each)")
-    p.add_argument("--occluders", type=int, help="occluders: how many squares")
-    p.add_argument("--size", type=int, help="occluders: their side; centre: the hidden square's side")
-    p.add_argument("--samples", type=int, default=8, help="imputations per image (default 8)")
-    p.add_argument("--iwae-k", type=int, default=100, help="importance samples per image for the NLL (default 100)")
+    p.add_argument("--occluders", type=cli.at_least(1), help="occluders: how many squares")
+    p.add_argument("--size", type=cli.at_least(0, "centre: 0 is half the image side"), help="occluders: their side; centre: the hidden square's side")
+    p.add_argument("--samples", type=cli.at_least(1), default=8, help="imputations per image (default 8)")
+    p.add_argument("--iwae-k", type=cli.at_least(1), default=100, help="importance samples per image for the NLL (default 100)")
     p.add_argument("--method", choices=list(METHODS), default="mwg",
                    help="unconditional checkpoints: the chain (default mwg: Metropolis-within-Gibbs)")
-    p.add_argument("--gibbs-steps", type=int, default=20, help="unconditional checkpoints: chain steps (default 20)")
-    p.add_argument("--grid-images", type=int, default=8, help="images (rows) in the grid (default 8)")
-    p.add_argument("--out", default="imputations.png", help="grid PNG to write (default imputations.png)")
+    p.add_argument("--gibbs-steps", type=cli.at_least(1), default=20, help="unconditional checkpoints: chain steps (default 20)")
+    p.add_argument("--grid-images", type=cli.at_least(1), default=8, help="images (rows) in the grid (default 8)")
+    p.add_argument("--out", default="imputations.png",
+                   help="the grid image to write; its format from the extension (default imputations.png)")
     p.add_argument("--json", help="also write the figures as JSON to this path")
-    p.add_argument("--batch-size", type=int, default=50, help="images per batch (default 50)")
-    p.add_argument("--rows", type=int, default=1000, help="network rows per IWAE pass; lower it if memory is short")
+    p.add_argument("--batch-size", type=cli.at_least(1), default=50, help="images per batch (default 50)")
+    p.add_argument("--rows", type=cli.at_least(1), default=1000, help="network rows per IWAE pass; lower it if memory is short")
     p.add_argument("--data-dir", help="where the data set's files are (default: the checkpoint's)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    for flag in ("samples", "iwae_k", "batch_size", "rows", "grid_images"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if args.limit < 0:
-        raise ConfigError(f"--limit must be >= 0 (0: all), got {args.limit}")
+    from .folders import checkpoint_argument
+    from .outputs import check_outputs, write_json
+    # The outputs are checked before the checkpoint is read and anything is scored.
+    check_outputs(("--out", args.out, True), ("--json", args.json, False))
 
     device = resolve_device(args.device)
-    model, cfg, _ = load_checkpoint(args.checkpoint, device)
+    model, cfg, _ = load_checkpoint(checkpoint_argument(args.checkpoint), device)
     shape = tuple(model.image_shape)
     settings = mask_settings(args, cfg, shape)
     split, source = load_images(args, cfg, shape)
@@ -255,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(gibbs_steps=args.gibbs_steps, chain=args.method)
     print_table(result)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0
 
 

@@ -11,8 +11,6 @@ row per k (--ks).
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +82,11 @@ def by_component(model: MatNet, config: Config, out: str | Path, ks: list[int], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m matnet.sample", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m matnet.sample", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoint, or a search's best/)")
-    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
+    p.add_argument("--n", type=cli.at_least(1), default=64, help="number of images (default 64)")
+    p.add_argument("--out", default="samples.png",
+                   help="the image to write; its format from the extension (default samples.png)")
     p.add_argument("--draw", action="store_true",
                    help="draw x ~ p(x|z) instead of showing the mean of p(x|z)")
     p.add_argument("--by-component", action="store_true",
@@ -95,20 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)),
                    help="with --by-component: the k of each row, comma-separated (default 1,2,4,6,8,10; "
                         "values above the number of latent layers are dropped)")
-    p.add_argument("--per-component", type=int, default=3, help="with --by-component: columns per component")
-    p.add_argument("--max-components", type=int, default=20,
+    p.add_argument("--per-component", type=cli.at_least(1), default=3, help="with --by-component: columns per component")
+    p.add_argument("--max-components", type=cli.at_least(1), default=20,
                    help="with --by-component: show at most this many components, the most populated first")
-    p.add_argument("--limit", type=int, default=2000,
+    p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=2000,
                    help="with --by-component: validation images to assign to components (0: all)")
     p.add_argument("--data-dir", help="with --by-component: where the data set is (default: the checkpoint's)")
     p.add_argument("--json", help="with --by-component: also write what the grid shows as JSON")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    if args.n < 1:
-        raise ConfigError("--n must be at least 1")
+    from .folders import checkpoint_argument
+    from .outputs import check_outputs, write_json
+    from .validate import validate
+    if args.json and not args.by_component:
+        raise ConfigError("--json is written with --by-component only; drop --json or add --by-component")
+    # The outputs are checked before the checkpoint is read and anything is drawn.
+    check_outputs(("--out", args.out, True), ("--json", args.json, False))
     device = resolve_device(args.device)
-    model, cfg, _ = load_checkpoint(args.checkpoint, device)
+    model, cfg, _ = load_checkpoint(checkpoint_argument(args.checkpoint), device)
     torch.manual_seed(args.seed)
     if args.by_component:
         try:
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         ks = [k for k in ks if k <= model.num_layers] or [model.num_layers]
         if args.data_dir:
             cfg = cfg.override("data.data_dir", args.data_dir)
+        validate(cfg, training=False)
         r = by_component(model, cfg, args.out, ks, args.per_component, args.max_components, args.limit)
         print(f"wrote {r['path']}: {len(r['shown'])} components x {args.per_component} inputs, rows k = "
               f"{', '.join(map(str, ks))} (of {model.num_layers} latent layers), "
@@ -126,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in r["shown"]:
             print(f"{s['component']:>10} {s['n_assigned']:>9} {s['mean_responsibility']:>7.3f}")
         if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
+            write_json(args.json, r)
         return 0
     images = model.sample(args.n, mean=not args.draw)
     path = save_grid(images, args.out)
