@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from .folders import checkpoint_argument
     from .outputs import check_outputs, write_json
     # The outputs are checked before the checkpoint is read and anything is scored.
-    check_outputs(("--out", args.out, True), ("--json", args.json, False))
+    args.out, args.json = check_outputs(("--out", args.out, True), ("--json", args.json, False))
 
     device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint(checkpoint_argument(args.checkpoint), device)

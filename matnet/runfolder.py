@@ -33,6 +33,8 @@ def same_run(a: Config, b: Config) -> bool:
 
 
 def check_run_folder(out: str | Path, config: Config) -> None:
+    if not str(out).strip():  # Path("") is the working folder
+        raise ConfigError("--out: an empty path; give the run folder, e.g. --out runs/NAME")
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; training writes a run folder (config.json, metrics.jsonl, "

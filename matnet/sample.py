@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json and not args.by_component:
         raise ConfigError("--json is written with --by-component only; drop --json or add --by-component")
     # The outputs are checked before the checkpoint is read and anything is drawn.
-    check_outputs(("--out", args.out, True), ("--json", args.json, False))
+    args.out, args.json = check_outputs(("--out", args.out, True), ("--json", args.json, False))
     device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint(checkpoint_argument(args.checkpoint), device)
     torch.manual_seed(args.seed)

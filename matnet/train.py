@@ -78,7 +78,7 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
     tc = config.train
     device = resolve_device(tc.device)
     amp = tc.amp and device.type == "cuda"
-    out = Path(out_dir) if out_dir is not None else None
+    out = Path(out_dir).expanduser() if out_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
     point = resume_point(out, config, device, fresh_optimizer) if out is not None else None
 

@@ -139,6 +139,13 @@ def test_resuming_another_model_in_a_run_folder_changes_nothing(run):
     assert digest(run) == before
 
 
+def test_an_empty_out_is_not_the_working_folder(tmp_path):
+    with pytest.raises(ConfigError, match="--out: an empty path"):
+        check_run_folder("", config())
+    with pytest.raises(ConfigError, match="--out: an empty path"):
+        train(config(), "", progress=False)
+
+
 def test_an_empty_folder_and_an_empty_checkpoint_folder_are_fine(tmp_path):
     (tmp_path / "empty" / "checkpoint").mkdir(parents=True)
     check_run_folder(tmp_path / "empty", config())
