@@ -89,13 +89,16 @@ def check_folder_writable(folder: str | Path, flag: str, shown: str | None = Non
 
 
 def _check_not_owned(p: Path, flag: str) -> None:
-    """Not inside a checkpoint, not one of a run folder's own files."""
-    owner = folders.enclosing_checkpoint(p.parent)
-    if owner is not None:
-        raise ConfigError(f"{flag} {p}: inside the checkpoint folder {owner}, which holds only what training "
-                          f"writes (each save replaces it whole); write it elsewhere, e.g. next to {owner}")
-    if folders.is_run(p.parent) and p.name in folders.RUN_FILES:
-        raise ConfigError(f"{flag} {p}: is the run's own {p.name}, which matnet.train writes; choose another name")
+    """Not inside a checkpoint, not one of a run folder's own files; checked for the path as given and
+    for where it leads (a symbolic link is written through: `replacing`)."""
+    for path in dict.fromkeys((p.absolute(), p.resolve())):
+        owner = folders.enclosing_checkpoint(path.parent)
+        if owner is not None:
+            raise ConfigError(f"{flag} {p}: inside the checkpoint folder {owner}, which holds only what training "
+                              f"writes (each save replaces it whole); write it elsewhere, e.g. next to {owner}")
+        if folders.is_run(path.parent) and path.name in folders.RUN_FILES:
+            raise ConfigError(f"{flag} {p}: is the run's own {path.name}, which matnet.train writes; choose "
+                              f"another name")
 
 
 def image_format(path: str | Path, flag: str = "--out") -> str:

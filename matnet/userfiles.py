@@ -25,11 +25,19 @@ def _kind_of(value: Any) -> str:
     return type(value).__name__
 
 
-def read_bytes(path: str | Path, error: type[Exception], fix: str) -> bytes:
+# Configs, meta.json and metric logs are kilobytes; a path such as /dev/zero must not be read forever.
+MAX_BYTES = 64 * 2 ** 20
+
+
+def read_bytes(path: str | Path, error: type[Exception], fix: str, max_bytes: int = MAX_BYTES) -> bytes:
     """The file's bytes, or `error` naming the file, the reason and `fix`."""
     path = Path(path)
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise error(f"{path}: larger than {max_bytes // 2 ** 20} MiB, so not a file of this kind; {fix}")
+        return raw
     except FileNotFoundError:
         raise error(f"{path}: no such file; {fix}") from None
     except IsADirectoryError:

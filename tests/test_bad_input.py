@@ -46,7 +46,10 @@ def place(tmp_path_factory):
     Image.new("L", (30, 28), 255).save(root / "mask30x28.png")
     Image.new("L", (14, 14), 255).save(root / "mask14.png")
     (root / "notimage.png").write_bytes(b"not an image")
+    (root / "betas1.json").write_text('{"train": {"betas": [0.9]}}')
     ckpt = root / "run" / "checkpoint"
+    (root / "link_meta.json").symlink_to(ckpt / "meta.json")
+    (root / "link_ckpt").symlink_to(ckpt)
     spoil = {
         "meta_list": lambda c: (c / "meta.json").write_text("[1, 2]"),
         "meta_notutf8": lambda c: (c / "meta.json").write_bytes(b"\xff\xfe{}"),
@@ -96,6 +99,13 @@ CORPUS = [
     ("train", "--preset tiny --out {root}/new --max-steps many", "argument --max-steps: invalid int value"),
     ("train", "--preset tiny", "the following arguments are required: --out"),
     ("train", "--preset tiny --config {root}/list.json --out {root}/new", "give exactly one of --preset"),
+    ("train", "--preset tiny --out {root}/new --set train.max_minutes=1e400", "train.max_minutes=inf"),
+    ("train", "--preset tiny --out {root}/new --set train.seed=1.5", "train.seed' must be an integer"),
+    ("train", "--preset tiny --out {root}/new --set model.meta_modules=[]", "model.meta_modules is empty"),
+    ("train", "--preset tiny --out {root}/new --device cuda:abc", "is not a device"),
+    ("train", "--preset tiny --out {root}/new --device cuda", "no CUDA GPU is visible"),
+    ("train", "--preset faces-occluders --out {root}/new --set data.image_folder={root}/nowhere", "no such folder"),
+    ("train", "--preset faces-occluders --out {root}/new", "needs data.image_folder"),
     # --- matnet.train: config files ---------------------------------------------------------------
     ("train", "--config {root}/notutf8.json --out {root}/new", "notutf8.json: not UTF-8 text"),
     ("train", "--config {root}/list.json --out {root}/new", "list.json: holds a list where a mapping"),
@@ -105,6 +115,8 @@ CORPUS = [
     ("train", "--config {root}/missing.json --out {root}/new", "missing.json: no such file"),
     ("train", "--config {root}/empty --out {root}/new", "empty: is a folder, not a file"),
     ("train", "--config {root}/run/checkpoint/meta.json --out {root}/new", "unknown config key"),
+    ("train", "--config {root}/betas1.json --out {root}/new", "train.betas' must be a list of 2 values"),
+    ("train", "--config /dev/zero --out {root}/new", "larger than 64 MiB"),
     # --- matnet.train: --out ----------------------------------------------------------------------
     ("train", "--preset tiny --out {root}/run/checkpoint", "is a checkpoint folder"),
     ("train", "--config {root}/run/config.json --out {root}/run/checkpoint", "is a checkpoint folder"),
@@ -115,6 +127,7 @@ CORPUS = [
     ("train", "--preset tiny --out {root}/search", "is a search folder"),
     ("train", "--preset tiny --out /proc/run", "cannot write in /proc"),
     ("train", "--preset tiny --out {root}/run --set model.top_latents=4", "another model"),
+    ("train", "--preset tiny --out {root}/link_ckpt", "is a checkpoint folder"),
     ("train", "--preset tiny --out {root}/cond", "another model"),
     # --- matnet.evaluate ----------------------------------------------------------------------------
     ("evaluate", "{root}/run --samples 2", "is a training run folder, not a checkpoint; its checkpoint is"),
@@ -141,6 +154,10 @@ CORPUS = [
     ("evaluate", "{root}/config_list", "config.json: holds a list"),
     ("evaluate", "{root}/config_notutf8", "config.json: not UTF-8 text"),
     ("evaluate", "{root}/weights_truncated", "corrupt weights file"),
+    ("evaluate", "{root}/config_values", "do not fit the model in config.json"),
+    ("evaluate", "{root}/run/checkpoint --device cuda:0", "no CUDA GPU is visible"),
+    ("evaluate", "{root}/run/checkpoint --json {root}/link_meta.json", "inside the checkpoint folder"),
+    ("evaluate", "{root}/run/checkpoint --json {root}/empty/../run/checkpoint/e.json", "inside the checkpoint folder"),
     # --- matnet.sample ----------------------------------------------------------------------------
     ("sample", "{root}/run/checkpoint --out {root}/x.jpeg2", "'.jpeg2' is not an image format"),
     ("sample", "{root}/run/checkpoint --out {root}/samples", "no file extension"),
@@ -173,6 +190,8 @@ CORPUS = [
     ("impute", "{root}/cond/checkpoint --limit -1", "argument --limit"),
     ("impute", "{root}/cond/checkpoint --visible 4", "argument --visible: invalid choice"),
     ("impute", "{root}/cond --out {root}/g.png", "is a training run folder"),
+    ("impute", "{root}/cond/checkpoint --out {root}/g.png --images {root}/file.txt", "no such folder"),
+    ("impute", "{root}/cond/checkpoint --out {root}/g.png --seed 99999999999999999999", "argument --seed"),
     # --- matnet.bench -----------------------------------------------------------------------------
     ("bench", "--json {root}/run/checkpoint/b.json", "inside the checkpoint folder"),
     ("bench", "--json {root}/empty", "is a folder"),
