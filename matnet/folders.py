@@ -13,6 +13,7 @@ passed ("a run folder: its checkpoint is RUN/checkpoint").
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .checkpoint import CONFIG, LEGACY_WEIGHTS, META, WEIGHTS
@@ -32,24 +33,35 @@ CHECKPOINT, RUN, SEARCH, EMPTY, OTHER, FILE, MISSING = ("checkpoint", "run", "se
                                                         "file", "missing")
 
 
+def _has(folder: Path, name: str) -> bool:
+    return os.path.lexists(folder / name)  # False, not an error, where the folder cannot be read
+
+
 def is_checkpoint(path: str | Path) -> bool:
-    """A checkpoint folder: it holds weights, or the meta.json only checkpoints have (a run folder has a
-    config.json too, never a meta.json)."""
+    """A checkpoint folder: two of its three files (weights, config.json, meta.json), so that one that
+    lost a file is still known for what it is, while a folder that merely holds a config.json or a
+    meta.json of some other program is not taken for one."""
     p = Path(path)
-    return p.is_dir() and any((p / n).exists() for n in (WEIGHTS, LEGACY_WEIGHTS, META))
+    weights = _has(p, WEIGHTS) or _has(p, LEGACY_WEIGHTS)
+    return os.path.isdir(p) and weights + _has(p, CONFIG) + _has(p, META) >= 2
 
 
 def is_search(path: str | Path) -> bool:
     p = Path(path)
-    return p.is_dir() and (any((p / n).exists() for n in SEARCH_MARKERS)
-                           or any(next(p.glob(g), None) is not None for g in SEARCH_GLOBS))
+    if not os.path.isdir(p):
+        return False
+    try:
+        tune_state = any(next(p.glob(g), None) is not None for g in SEARCH_GLOBS)
+    except OSError:
+        tune_state = False
+    return any(_has(p, n) for n in SEARCH_MARKERS) or tune_state
 
 
 def is_run(path: str | Path) -> bool:
     """A run folder: what matnet.train leaves behind, from its first evaluation on."""
     p = Path(path)
-    return (p.is_dir() and not is_checkpoint(p)
-            and any((p / n).exists() for n in (RUN_CHECKPOINT, f".{RUN_CHECKPOINT}.old", RUN_METRICS)))
+    return (os.path.isdir(p) and not is_checkpoint(p)
+            and any(_has(p, n) for n in (RUN_CHECKPOINT, f".{RUN_CHECKPOINT}.old", RUN_METRICS)))
 
 
 def kind(path: str | Path) -> str:

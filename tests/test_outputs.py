@@ -45,9 +45,14 @@ def test_folders_are_told_apart(place):
                      "search2": "search", "file.txt": "file", "empty": "empty", "other": "other", "nowhere": "missing"}
     assert folders.enclosing_checkpoint(place / "run" / "checkpoint" / "a" / "b") == (place / "run" / "checkpoint").resolve()
     assert folders.enclosing_checkpoint(place / "run") is None
-    # A checkpoint that lost its weights (or its meta.json) is still recognised as one.
+    # A checkpoint that lost one of its files is still recognised as one; a folder that holds only a
+    # config.json or a meta.json (of another program) is not.
     (place / "ckpt" / "model.safetensors").unlink()
     assert folders.kind(place / "ckpt") == "checkpoint"
+    (place / "ckpt" / "meta.json").unlink()
+    assert folders.kind(place / "ckpt") == "other"
+    (place / "other" / "meta.json").write_text("{}")
+    assert folders.kind(place / "other") == "other" and check_output(place / "other" / "x.json", "--json")
 
 
 # (path relative to the fixture's folder, image?, text the one-line error must hold)
