@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--models {args.models!r}: use one or both of {', '.join(QUALITY_MODELS)}")
     from .outputs import check_output, write_json
     from .runfolder import check_run_folder
-    json_out = check_output(args.json, "--json") if args.json else None
+    json_out = check_output(args.json, "--json") if args.json is not None else None
     if args.what == "quality":  # its run folders, before minutes of training each
         for name in models:
             cfg = preset("mnist-conv") if name == "matnet" else baseline_config()

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from .validate import validate
     # Everything that can be checked is, before the IWAE run (hours at k=2500): the output, the
     # checkpoint, its config with the overrides.
-    json_out = check_output(args.json, "--json") if args.json else None
+    json_out = check_output(args.json, "--json") if args.json is not None else None
     device = resolve_device(args.device)
     model, cfg, _ = load_checkpoint(checkpoint_argument(args.checkpoint), device)
     if args.data_dir:

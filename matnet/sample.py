@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from .folders import checkpoint_argument
     from .outputs import check_outputs, write_json
     from .validate import validate
-    if args.json and not args.by_component:
+    if args.json is not None and not args.by_component:
         raise ConfigError("--json is written with --by-component only; drop --json or add --by-component")
     # The outputs are checked before the checkpoint is read and anything is drawn.
     args.out, args.json = check_outputs(("--out", args.out, True), ("--json", args.json, False))

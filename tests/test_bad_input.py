@@ -146,6 +146,7 @@ CORPUS = [
     ("evaluate", "{root}/run/checkpoint --json {root}/run/checkpoint/meta.json", "inside the checkpoint folder"),
     ("evaluate", "{root}/run/checkpoint --json {root}/run/config.json", "is the run's own config.json"),
     ("evaluate", "{root}/meta_list", "meta.json: holds a list where a mapping"),
+    ("evaluate", "{root}/meta_list --json=", "--json: an empty path"),
     ("evaluate", "{root}/meta_notutf8", "meta.json: not UTF-8 text"),
     ("evaluate", "{root}/meta_shape", "image_shape 'abc' is not [channels, height, width]"),
     ("evaluate", "{root}/meta_step", "'step' must be an integer"),
