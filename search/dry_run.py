@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .space import Space
+from .space import Space, SpaceError
 
 
 def dry_run(space: Space, n: int = 3) -> None:
     from matnet.build import build_model
+    from matnet.config import ConfigError
     from matnet.data import dataset_info
 
     experiment, scheduler, sampler = space.settings.experiment, space.settings.scheduler, space.settings.sampler
@@ -23,8 +24,12 @@ def dry_run(space: Space, n: int = 3) -> None:
     print(f"  searched: {', '.join(space.distributions())}")
     shape = dataset_info(space.base_config().data.dataset)
     for i, params in enumerate(space.sample(n), 1):
-        config = space.trial_config(params)
-        model = build_model(config, shape)  # a one-line ConfigError for a layout or task that cannot be built
+        try:  # validated as matnet.train will: what the dry run calls valid can start training
+            config = space.valid_trial_config(params)
+        except ConfigError as e:
+            raise SpaceError(f"{space.path}: search: sample {i} ({', '.join(f'{k}={_fmt(v)}' for k, v in params.items())}) "
+                             f"is not a config matnet can train: {e}") from None
+        model = build_model(config, shape)
         n_params = sum(t.numel() for t in model.parameters())
         layout = " + ".join(f"{m.modules}x[{m.scale}x{m.scale} w{m.width} z{m.latent_channels}]"
                             for m in config.model.meta_modules)

@@ -78,8 +78,7 @@ def sign(folder: SearchFolder) -> None:
 def verify(folder: SearchFolder) -> None:
     """UntrustedStateError unless every state file Tune would read carries this key's signature."""
     files = _state_files(folder)
-    hint = (f"Tune's resume unpickles it, which can run code; resume only a folder you trust, and then pass "
-            f"--trust-state")
+    hint = "Tune's resume unpickles it, which can run code; resume only a folder you trust, and then pass --trust-state"
     if not storage.exists(folder.file(SIGNATURES)):
         raise UntrustedStateError(f"{folder.path}: Ray Tune's state there ({', '.join(files) or 'none'}) carries no "
                                   f"signature from a search run with this machine's key ({key_file()}); {hint}")

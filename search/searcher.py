@@ -30,6 +30,7 @@ from .outcome import Outcome, classify
 logger = logging.getLogger(__name__)
 
 STEP_KEY = "step"
+MAX_INVALID_DRAWS = 100
 ITERATION_KEY = "training_iteration"
 # What each outcome is told to Optuna as.
 OPTUNA_STATE = {Outcome.COMPLETED: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRUNED,
@@ -45,9 +46,14 @@ class OptunaSearcher(Searcher):
 
     def __init__(self, space: Callable[[optuna.Trial], Any], metric: str, mode: str,
                  sampler: Optional[optuna.samplers.BaseSampler] = None,
-                 points_to_evaluate: Optional[list[dict[str, Any]]] = None):
+                 points_to_evaluate: Optional[list[dict[str, Any]]] = None,
+                 check: Optional[Callable[[dict[str, Any]], Any]] = None):
         super().__init__(metric=metric, mode=mode)
         self.space = space
+        # check(params) raises ConfigError for drawn parameters that make no trainable config
+        # (search.space.Space.valid_trial_config); such a draw is told to Optuna as FAIL and drawn
+        # again, so no trial is started (and retried) only to fail its config check.
+        self.check = check
         self.study = optuna.create_study(sampler=sampler, pruner=optuna.pruners.NopPruner(),
                                          direction="minimize" if mode == "min" else "maximize")
         for point in points_to_evaluate or []:
@@ -61,11 +67,31 @@ class OptunaSearcher(Searcher):
         return False  # the space, metric and mode are given at construction
 
     def suggest(self, trial_id: str) -> Optional[dict[str, Any]]:
-        if trial_id not in self.trials:
-            self.trials[trial_id] = self.study.ask()
-        trial = self.trials[trial_id]
-        self.space(trial)
-        return dict(trial.params)
+        if trial_id in self.trials:
+            return dict(self.trials[trial_id].params)
+        for _ in range(MAX_INVALID_DRAWS):
+            trial = self.study.ask()
+            self.space(trial)
+            problem = self._problem(trial.params)
+            if problem is None:
+                self.trials[trial_id] = trial
+                return dict(trial.params)
+            trial.set_user_attr("invalid", problem)
+            self.study.tell(trial, state=TrialState.FAIL)
+            logger.warning("search: drew a config matnet cannot train (%s); drawing again", problem)
+        logger.error("search: %d draws in a row made no trainable config; no more trials are started. Fix the space "
+                     "(python -m search.run SPACE --dry-run shows what it draws)", MAX_INVALID_DRAWS)
+        return Searcher.FINISHED
+
+    def _problem(self, params: dict[str, Any]) -> Optional[str]:
+        if self.check is None:
+            return None
+        from matnet.config import ConfigError
+        try:
+            self.check(params)
+        except ConfigError as e:
+            return str(e)
+        return None
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self.trials and trial_id not in self.told:

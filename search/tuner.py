@@ -25,7 +25,8 @@ def searcher(space: Space):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     experiment = space.settings.experiment
     return OptunaSearcher(space=space.suggest, metric=experiment.metric, mode=experiment.mode,
-                          sampler=space.make_sampler(), points_to_evaluate=space.points() or None)
+                          sampler=space.make_sampler(), points_to_evaluate=space.points() or None,
+                          check=space.valid_trial_config)
 
 
 def scheduler(space: Space):

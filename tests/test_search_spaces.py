@@ -338,3 +338,46 @@ def test_an_image_folder_space_counts_its_budget_from_the_folder(tmp_path):
     assert "data:" in msg and "no such folder" in msg, msg
     msg = error_of(text.replace("data: {image_folder: %s, val_size: 2}\n", ""), tmp_path)
     assert "needs data.image_folder" in msg, msg
+
+
+@pytest.mark.parametrize("extra, where, says", [
+    ("fixed:\n  train: {max_steps: 40, eval_every_steps: 10, batch_size: 50, lr: -0.5}\n", "fixed.train.lr", "train.lr"),
+    ("fixed:\n  train: {max_steps: 40, eval_every_steps: 10, batch_size: 50}\n  model: {likelihood: logistic}\n",
+     "fixed.model.likelihood", "binarize"),
+    ("fixed:\n  train: {max_steps: -5, eval_every_steps: 10, batch_size: 50}\n", "fixed.train.max_steps", "max_steps"),
+])
+def test_a_base_config_matnet_cannot_train_is_refused_when_the_file_is_read(tmp_path, extra, where, says):
+    text = BASE.split("fixed:")[0] + extra + "search:\n  model.top_latents: {type: categorical, choices: [8, 16]}\n"
+    msg = error_of(text, tmp_path)
+    assert where in msg and says in msg, msg
+
+
+def test_the_dry_run_validates_every_sampled_trial_as_training_will(tmp_path):
+    """Anything the dry run calls valid can start training: a draw matnet would refuse fails it."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE + "search:\n  model.likelihood: {type: categorical, choices: [logistic]}\n")
+    r = subprocess.run([sys.executable, "-m", "search.run", str(bad), "--dry-run"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "sample 1 (model.likelihood=logistic) is not a config matnet can train" in lines[0]
+    assert "binarize" in lines[0]
+
+
+def test_the_searcher_draws_again_instead_of_starting_a_trial_that_cannot_train(tmp_path):
+    from matnet.config import ConfigError
+    from search.searcher import OptunaSearcher
+    s = space_from(BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n", tmp_path)
+
+    def check(params):
+        if params["train.lr"] > 1e-3:
+            raise ConfigError(f"train.lr={params['train.lr']}: too large here")
+    searcher = OptunaSearcher(s.suggest, "val_elbo_nats", "min", sampler=optuna.samplers.RandomSampler(seed=0),
+                              check=check)
+    drawn = [searcher.suggest(f"t{i}")["train.lr"] for i in range(5)]
+    assert all(lr <= 1e-3 for lr in drawn)
+    invalid = [t for t in searcher.study.trials if "invalid" in t.user_attrs]
+    assert invalid and all(t.state == optuna.trial.TrialState.FAIL and "too large" in t.user_attrs["invalid"]
+                           for t in invalid)
+    never = OptunaSearcher(s.suggest, "val_elbo_nats", "min", check=lambda p: (_ for _ in ()).throw(ConfigError("no")))
+    assert never.suggest("x") == never.FINISHED

@@ -86,6 +86,32 @@ def _check_in(path: str, where: str, dist: Distribution, value: Any) -> None:
             raise fail(path, where, f"{value!r} is outside [{dist.low}, {dist.high}]; use a value inside the bounds")
 
 
+def check_base(space: Any) -> None:
+    """The base preset with `data:` and `fixed:` must be a config matnet can train, as far as the
+    searched keys do not change it (matnet/validate.py; each sampled trial is validated too)."""
+    from matnet.data import DatasetMissingError
+    from matnet.validate import problems
+
+    searched = {node.key for node in space.nodes if node.key is not None}
+    try:
+        found = problems(space.base_config())
+    except DatasetMissingError as e:
+        raise fail(space.path, "data", f"{e}") from None
+    for problem in found:
+        if any(key in problem for key in searched):
+            continue  # a searched value replaces it in every trial
+        raise fail(space.path, _where(problem, space), problem)
+
+
+def _where(problem: str, space: Any) -> str:
+    """The section of the file that set the key a problem names (the preset's own value: base)."""
+    for key in space.base_overrides:
+        if key in problem and key != "data.data_dir":
+            name = key.split(".", 1)[1]
+            return key if key.startswith("data.") and name in space.settings.data else f"fixed.{key}"
+    return f"base ({space.settings.base})"
+
+
 def check_schedule(space: Any) -> None:
     """ASHA counts a trial's reports: it needs to know how many a full trial makes."""
     from matnet.budget import BUDGET_KEYS

@@ -7,7 +7,6 @@ What a config key is, and which values it takes, is asked of matnet.config itsel
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -28,13 +27,8 @@ def load_space(path: str | os.PathLike, *, text: str | None = None, cwd: str | N
     it are relative to `cwd` (default: this process's). Raises SpaceError (one line) on any mistake."""
     where = str(path)
     if text is None:
-        try:
-            text = Path(path).read_text()
-        except FileNotFoundError:
-            raise SpaceError(f"{where}: no such file; give the path of a search-space YAML "
-                             f"(e.g. spaces/quickstart.yaml)") from None
-        except OSError as e:
-            raise SpaceError(f"{where}: cannot be read ({e.strerror}); check the path and permissions") from None
+        from matnet.userfiles import read_text
+        text = read_text(path, SpaceError, "give the path of a search-space YAML (e.g. spaces/quickstart.yaml)")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -59,6 +53,7 @@ def compile_space(path: str, settings: SpaceFile, text: str, cwd: str | None = N
     space = Space(path, settings, text, base_overrides, nodes)
     checks.check_points(space)
     checks.check_schedule(space)
+    checks.check_base(space)
     return space
 
 

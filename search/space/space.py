@@ -54,6 +54,14 @@ class Space:
     def trial_config(self, params: dict[str, Any]) -> Config:
         return self.base_config().with_overrides(self.overrides(params))
 
+    def valid_trial_config(self, params: dict[str, Any]) -> Config:
+        """The trial's config, validated as matnet.train validates it (matnet/validate.py): a config
+        this accepts can start training; ConfigError (one line) otherwise."""
+        from matnet.validate import validate
+        config = self.trial_config(params)
+        validate(config)
+        return config
+
     # ---- Optuna ----------------------------------------------------------------------------------
     def points(self) -> list[dict[str, Any]]:
         """points_to_evaluate with categorical values encoded as Optuna stores them."""
