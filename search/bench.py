@@ -18,7 +18,6 @@ Ray's start (and stop) is reported apart: it is paid once per search, not per tr
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from matnet.cli import ArgumentParser
 
 SPACE = """\
 experiment:
@@ -53,7 +54,7 @@ def compare_main(argv: list[str]) -> int:
     from .cluster import RunError
     from .compare import STRATEGIES, compare, plot, print_report, to_json
 
-    p = argparse.ArgumentParser(prog="python -m search.bench compare",
+    p = ArgumentParser(prog="python -m search.bench compare",
                                 description="search strategies side by side on the same compute")
     p.add_argument("space", help="a search-space YAML whose trials take seconds (e.g. spaces/compare.yaml)")
     p.add_argument("--seeds", type=int, default=3, help="runs per strategy (seeds 0..N-1)")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "compare":
         return compare_main(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m search.bench", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m search.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--concurrent", type=int, default=0, help="trial slots (default: the CPU count)")
     p.add_argument("--steps", type=int, default=40, help="training steps per trial (batch 50)")

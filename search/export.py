@@ -15,12 +15,13 @@ folder's own plain files (search.json, space.yaml, trials.json, checkpoints), ne
 """
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from matnet.cli import ArgumentParser
 
 from . import results, storage
 from .folder import SearchFolder
@@ -159,7 +160,7 @@ def print_summary(folder: SearchFolder, summary: dict[str, Any], rows: list[dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.export", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m search.export", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment_dir", help="a search's folder: STORAGE/NAME (local path or URI)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the search logged to)")
     p.add_argument("--samples", type=int, help="IWAE importance samples K (default: export.iwae_k of the space)")

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matnet.cli import ArgumentParser
+
 from . import storage
 from .cluster import DEFAULT_STORAGE, RunError, check_cluster_storage, cluster_address, init_ray, resolve_storage
 from .dry_run import dry_run
@@ -52,7 +54,7 @@ class SearchRun:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[0])
     p.add_argument("space", help="a search-space YAML file (e.g. spaces/quickstart.yaml)")
     p.add_argument("--address", help="an existing Ray cluster: auto, ray://HOST:10001 or HOST:6379 (default: "
                                      "RAY_ADDRESS, else a private local Ray)")
