@@ -5,6 +5,7 @@ so in one line, and trains on the CPU; the export's IWAE runs as a Ray task with
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,9 @@ export: {{iwae_k: 2, limit: 10}}
 def run_search(tmp_path: Path, device: str) -> subprocess.CompletedProcess:
     space = tmp_path / f"{device}.yaml"
     space.write_text(SPACE.format(device=device))
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}  # every trial's warning, not one line for the identical ones
     return subprocess.run([sys.executable, "-m", "search.run", str(space), "--storage", str(tmp_path / device),
-                           "--num-gpus", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+                           "--num-gpus", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
 
 
 def intervals(exp_dir: Path) -> list[tuple[float, float]]:
