@@ -67,14 +67,21 @@ def log_params(mlflow_client: Any, run_id: str, params: dict[str, Any], tags: di
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a Tune result, less Ray's bookkeeping."""
+    """The finite numbers of a Tune result, less Ray's bookkeeping, under their MLflow names."""
     out = {}
     for k, v in result.items():
         if k in RAY_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if math.isfinite(v):
-            out[k] = float(v)
+            out[mlflow_name(k)] = float(v)
     return out
+
+
+def mlflow_name(key: str) -> str:
+    """A result's key in MLflow: the per-layer KLs val_kl_0, val_kl_1, ... (Tune's names, flat) become
+    val_kl/0, val_kl/1, ..., which MLflow's charts view groups in one section."""
+    stem, _, layer = key.rpartition("_")
+    return f"{stem}/{layer}" if stem == "val_kl" and layer.isdigit() else key
 
 
 def start_parent(uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
