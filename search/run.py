@@ -160,6 +160,10 @@ def run_search(args: argparse.Namespace, space: Space, search_alg: Any = None, s
 
     # Tune warns about frequent experiment snapshots, which keeping the best checkpoints forces.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # MLflow prints two links for every run it ends on a tracking server (one per trial), and its
+    # experiment link opens the GenAI overview; the search prints the runs table's once, at its end.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars of kilobytes, in the search's log
     result = SearchRun(code=1)
     started = time.monotonic()
     init_ray(address, space, args.num_gpus)
