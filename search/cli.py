@@ -17,4 +17,4 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     from .study import StudyError
     from .tracking.uri import TrackingUriError
     cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError, TrackingUriError, UntrustedStateError,
-                             StudyError))
+                         StudyError))
