@@ -53,19 +53,22 @@ def resolve_storage(cli: Optional[str], space_file: Optional[str], folder: Searc
 
 
 def check_storage(given: str, where: str) -> str:
-    """A database URL without a password, or a journal file's path (made absolute)."""
+    """A database URL without a password, or a journal file's path; a file's path made absolute."""
     if not is_url(given):
         return str(Path(given).expanduser().resolve())
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
     try:
         url = make_url(given)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise StudyError(f"{where}: {given!r} is not a database URL; use e.g. sqlite:///optuna.db or "
                          f"postgresql+psycopg://USER@HOST:5432/optuna, or a journal file's path") from None
     if url.password:
         raise StudyError(f"{where}: the URL holds a password, which would be written to search.json and Tune's "
                          f"state; drop it from the URL and give it in PGPASSWORD (or a ~/.pgpass entry)")
+    if url.drivername.startswith("sqlite") and url.database and not Path(url.database).is_absolute():
+        # kept absolute, as search.json keeps it: --resume from another folder finds the same file
+        return url.set(database=str(Path(url.database).expanduser().resolve())).render_as_string()
     return given
 
 
