@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import cli
 from .build import is_conditional
 from .checkpoint import load_checkpoint
+from .locate import checkpoint_folder
 from .config import ConfigError
 from .data import Split, load_split
 from .device import autocast, resolve_device, seeded_rng
@@ -134,7 +135,9 @@ def print_table(r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="python -m matnet.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoint, or a search's best/)")
+    p.add_argument("checkpoint", type=checkpoint_folder,
+                   help="a checkpoint directory (RUN_DIR/checkpoint, a search's best/), or models:/NAME@champion, "
+                        "runs:/RUN_ID/model (MLflow)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--samples", type=cli.at_least(1), default=2500, help="importance samples K per image (default 2500)")
     p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=0,

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from . import cli
 from .build import is_conditional
 from .checkpoint import load_checkpoint
+from .locate import checkpoint_folder
 from .config import Config, ConfigError
 from .data import Split, load_split, read_image_folder
 from .device import resolve_device
@@ -175,7 +176,9 @@ def mask_settings(args: argparse.Namespace, cfg: Config, shape) -> list[tuple[st
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="python -m matnet.impute", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a checkpoint directory: conditional (data.task=impute) or not (a search's best/)")
+    p.add_argument("checkpoint", type=checkpoint_folder,
+                   help="a checkpoint directory: conditional (data.task=impute) or not (a search's best/), or "
+                        "models:/NAME@champion, runs:/RUN_ID/model (MLflow)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", help="the data set to impute (default: the checkpoint's)")
     src.add_argument("--images", help="a folder of photographs to impute instead (resized to the model's images)")

@@ -18,6 +18,7 @@ import torch
 
 from . import cli
 from .checkpoint import load_checkpoint
+from .locate import checkpoint_folder
 from .config import Config, ConfigError
 from .data import load_split
 from .device import resolve_device
@@ -83,7 +84,9 @@ def by_component(model: MatNet, config: Config, out: str | Path, ks: list[int], 
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="python -m matnet.sample", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoint, or a search's best/)")
+    p.add_argument("checkpoint", type=checkpoint_folder,
+                   help="a checkpoint directory (RUN_DIR/checkpoint, a search's best/), or models:/NAME@champion, "
+                        "runs:/RUN_ID/model (MLflow)")
     p.add_argument("--n", type=cli.at_least(1), default=64, help="number of images (default 64)")
     p.add_argument("--out", default="samples.png",
                    help="the image to write; its format from the extension (default samples.png)")

@@ -14,5 +14,7 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     from .provenance import UntrustedStateError
     from .results import ExportError
     from .space import SpaceError
+    from .study import StudyError
     from .tracking.uri import TrackingUriError
-    cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError, TrackingUriError, UntrustedStateError))
+    cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError, TrackingUriError, UntrustedStateError,
+                         StudyError))

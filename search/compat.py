@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 # Ray's switch that keeps a Windows or macOS Ray single-node; set to 0 on Linux it also makes a
 # local Ray bind 127.0.0.1 only (GCS, raylet, workers) and register its node under 127.0.0.1.
@@ -25,3 +26,16 @@ def ray_loopback_only() -> None:
     if os.environ[RAY_SINGLE_NODE_ENV] == "0" and "ray" in sys.modules:
         from ray._private import ray_constants
         ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def trial_of_number(study: Any, number: int) -> Any:
+    """The `optuna.Trial` of the study's trial `number`, to report to and tell after the searcher
+    was restored (Tune's state keeps trial numbers; `study.ask()` only makes new trials).
+
+    `optuna.trial.Trial(study, trial_id)` is public, but it takes the storage's internal trial id,
+    which Optuna 5 exposes only as the private `FrozenTrial._trial_id`."""
+    import optuna
+    frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if frozen is None:
+        raise KeyError(f"the study {study.study_name!r} has no trial number {number}")
+    return optuna.trial.Trial(study, frozen._trial_id)

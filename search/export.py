@@ -5,10 +5,12 @@
 - STORAGE/NAME/best/       the best checkpoint, a matnet checkpoint folder
                            (python -m matnet.evaluate STORAGE/NAME/best, python -m matnet.sample ...)
 - STORAGE/NAME/figures/    samples.png, kl_per_layer.json/.png (per-layer KL on the evaluated split),
-                           evaluation.json
+                           evaluation.json; param_importances.png, parallel_coordinates.png (the
+                           Optuna study's trials that trained their whole budget)
 - STORAGE/NAME/summary.json  the best configuration, its metrics and IWAE evaluation, the top trials
 
-and the same figures, the checkpoint and the IWAE figures logged to the search's parent MLflow run.
+and the same figures, the IWAE figures and the parameter importances logged to the search's parent
+MLflow run, with the checkpoint as an MLflow model, registered with the alias `champion`.
 `search.run` calls this when a search ends; run it by hand for a search that was interrupted (it
 uses the trials finished so far) or to evaluate again with other settings. It reads the search
 folder's own plain files (search.json, space.yaml, trials.json, checkpoints), never Tune's state.
@@ -27,6 +29,8 @@ from . import results, storage
 from .folder import SearchFolder
 from .ledger import read_records
 from .results import ExportError
+from .study import StudyRef
+from .study_figures import study_figures
 
 
 def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int | None = None,
@@ -59,7 +63,6 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
         figures = Path(tmp) / "figures"
         figures.mkdir()
         files = best_figures(best_dir, figures, export.sample_images, evaluation)
-        storage.replace_dir(figures, folder.figures)
 
         rows = results.trial_rows(records, metric, mode)
         summary = {
@@ -85,13 +88,22 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
             "mlflow": {"tracking_uri": tracking_uri or info.tracking_uri, "parent_run_id": info.parent_run_id,
                        "experiment": info.mlflow_experiment},
         }
+        importances, study_files, no_study = (
+            study_figures(StudyRef(info.optuna_storage, info.optuna_study), figures) if info.optuna_storage
+            else ({}, [], "the search records no Optuna storage (started by an older version)"))
+        summary["param_importances"] = importances or no_study
+        storage.replace_dir(figures, folder.figures)
+        if log_mlflow and info.parent_run_id:
+            from .tracking.best import log_best, log_summary
+            from .tracking.uri import checked_tracking_uri
+            uri = checked_tracking_uri(tracking_uri or info.tracking_uri, info.cwd)
+            registered = settings.mlflow.registered_model
+            summary["mlflow"].update(log_best(uri, info.parent_run_id, summary, files, study_files, importances,
+                                              best_dir, info.mlflow_experiment if registered is None else registered))
         text = json.dumps(summary, indent=2, default=str) + "\n"
         storage.write_text(folder.summary, text)
         if log_mlflow and info.parent_run_id:
-            from .tracking.best import log_best
-            from .tracking.uri import checked_tracking_uri
-            uri = checked_tracking_uri(tracking_uri or info.tracking_uri, info.cwd)
-            log_best(uri, info.parent_run_id, summary, text, files, best_dir)
+            log_summary(uri, info.parent_run_id, text)
 
     if print_results:
         print_summary(folder, summary, rows, export.top_trials)

@@ -3,6 +3,7 @@
     search.json    SearchInfo: how the search was started (its space file, MLflow run, trial count)
     space.yaml     the space file as it was when the search started (a resume runs exactly that)
     trials.json    the trial ledger: how every trial went (search/ledger.py)
+    optuna.journal the Optuna study (search/study.py), unless it is kept in a database
     best/          the best checkpoint, a matnet checkpoint folder (search/export.py)
     figures/       its figures and IWAE evaluation
     summary.json   the best configuration, its metrics and evaluation, the top trials
@@ -38,6 +39,8 @@ class SearchInfo:
     parent_run_id: Optional[str]
     num_samples: int
     max_concurrent: int
+    optuna_storage: Optional[str] = None  # where the search's Optuna study is (search/study.py)
+    optuna_study: Optional[str] = None    # its name (the search's)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
 

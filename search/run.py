@@ -33,15 +33,24 @@ from .cluster import DEFAULT_STORAGE, RunError, check_cluster_storage, cluster_a
 from .dry_run import dry_run
 from .folder import SearchFolder, SearchInfo
 from .provenance import sign, verify
+from .outcome import Outcome
 from .results import ExportError
+from . import study
 from .space import Space, check_resume_compatible, load_space
+from .study import StudyRef
 from .tracking import runs as tracking
 from .tracking.uri import checked_tracking_uri
+from .tracking.context import dataset_input
 
 # Ray is imported only once a search starts (search/cluster.py, after its loopback switch): a dry
 # run or a mistake in the file answers without it.
 
-__all__ = ["RunError", "SearchRun", "main", "run_search"]
+__all__ = ["ERRORED_TRIALS_EXIT", "RunError", "SearchRun", "main", "run_search"]
+
+# The exit status of a search that ran to its end but in which some trials errored (crashed beyond
+# experiment.max_failures): the best of the others is exported all the same. 2 is a mistake in the
+# input (one line), 130 an interruption (--resume continues it).
+ERRORED_TRIALS_EXIT = 3
 
 
 @dataclass
@@ -66,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
                    help="confirm that the absolute --storage path is mounted at the same place on every node")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: mlflow.tracking_uri, MLFLOW_TRACKING_URI, "
                                           "or sqlite:///mlflow.db)")
+    p.add_argument("--optuna-storage", help="where the Optuna study is kept: a database URL without a password "
+                                            "(PGPASSWORD), or a journal file (default: sampler.storage, "
+                                            "OPTUNA_STORAGE, or optuna.journal in the search's folder)")
     p.add_argument("--name", help="the search's name (default: experiment.name)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted search STORAGE/NAME")
     p.add_argument("--dry-run", action="store_true", help="validate the file and print sampled configurations")
@@ -123,6 +135,14 @@ def run_search(args: argparse.Namespace, space: Space, search_alg: Any = None, s
                                f"--tracking-uri or with that URI")
         if not args.trust_state:
             verify(folder)  # Tune's resume unpickles its state files: only ones this user's searches signed
+        if not info.optuna_storage or not info.optuna_study:
+            raise RunError(f"{folder.info_file} names no Optuna storage: the search was started by a version that "
+                           f"kept its study inside Tune's state; finish it with that version, or start anew with "
+                           f"--name")
+        if args.optuna_storage and study.check_storage(args.optuna_storage, "--optuna-storage") != info.optuna_storage:
+            raise RunError(f"this search keeps its Optuna study in {info.optuna_storage}; resume it without "
+                           f"--optuna-storage or with that storage")
+        StudyRef(info.optuna_storage, info.optuna_study).load()  # it is still there
         space = saved  # the search goes on exactly as it started
     else:
         if folder.is_used():
@@ -133,10 +153,17 @@ def run_search(args: argparse.Namespace, space: Space, search_alg: Any = None, s
             tracking_uri=_tracking_uri(args, space),
             mlflow_experiment=space.settings.mlflow.experiment or experiment.name, parent_run_id=None,
             num_samples=args.num_samples or experiment.num_samples,
-            max_concurrent=experiment.max_concurrent if args.max_concurrent is None else args.max_concurrent)
+            max_concurrent=experiment.max_concurrent if args.max_concurrent is None else args.max_concurrent,
+            optuna_storage=study.resolve_storage(args.optuna_storage, space.settings.sampler.storage, folder),
+            optuna_study=name)
+        StudyRef(info.optuna_storage, name).check_new()
 
     # Tune warns about frequent experiment snapshots, which keeping the best checkpoints forces.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # MLflow prints two links for every run it ends on a tracking server (one per trial), and its
+    # experiment link opens the GenAI overview; the search prints the runs table's once, at its end.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars of kilobytes, in the search's log
     result = SearchRun(code=1)
     started = time.monotonic()
     init_ray(address, space, args.num_gpus)
@@ -157,12 +184,14 @@ def _tracking_uri(args: argparse.Namespace, space: Space) -> str:
 
 
 def _start_tracking(space: Space, folder: SearchFolder, info: SearchInfo, resume: bool) -> str | None:
-    """The search's parent MLflow run: reopened on resume, else created (and search.json written)."""
+    """The search's parent MLflow run: reopened on resume, else created, with the Optuna study (and
+    search.json written)."""
     mlflow_on = space.settings.mlflow.enabled
     if resume:
         if mlflow_on and info.parent_run_id:
             tracking.reopen_parent(info.tracking_uri, info.parent_run_id)
         return info.parent_run_id if mlflow_on else None
+    StudyRef(info.optuna_storage, info.optuna_study).create(space.settings.experiment.mode, space.points())
     if mlflow_on:
         settings = space.settings
         info.parent_run_id = tracking.start_parent(
@@ -174,7 +203,8 @@ def _start_tracking(space: Space, folder: SearchFolder, info: SearchInfo, resume
                     "reports_per_trial": space.reports_per_trial(), "storage": folder.path},
             tags={"mlflow.note.content": f"Search {info.name} of {space.path}; trials are the child runs."},
             artifacts=[space.path] if Path(space.path).is_file() else None,
-            artifact_location=settings.mlflow.artifact_location)
+            artifact_location=settings.mlflow.artifact_location,
+            dataset=dataset_input(space.base_config().data))
     folder.write_info(info, space.raw_text)
     return info.parent_run_id
 
@@ -194,8 +224,8 @@ def _fit(args: argparse.Namespace, space: Space, folder: SearchFolder, info: Sea
             fitter = tuner.restored_tuner(folder, space)
         else:
             callback_list = tuner.callbacks(space, folder, info.name, info.tracking_uri, parent)
-            fitter = tuner.new_tuner(space, info.storage, info.name, callback_list, info.num_samples,
-                                     info.max_concurrent, search_alg, stop)
+            fitter = tuner.new_tuner(space, info.storage, info.name, StudyRef(info.optuna_storage, info.optuna_study),
+                                     callback_list, info.num_samples, info.max_concurrent, search_alg, stop)
         started = time.monotonic()
         grid = fitter.fit()
         elapsed = seconds["fit"] = time.monotonic() - started
@@ -220,11 +250,25 @@ def _fit(args: argparse.Namespace, space: Space, folder: SearchFolder, info: Sea
                   + (f" --name {name}" if name != space.settings.experiment.name else "")
                   + (f" --storage {info.storage}" if args.storage else ""), file=sys.stderr)
             return 130
+        errored = [r for r in read_records(folder).values() if r.outcome == str(Outcome.ERROR)]
         if not args.no_export:
             started = time.monotonic()
-            export_search(folder.path, tracking_uri=info.tracking_uri, log_mlflow=bool(parent), on_ray=True)
+            try:
+                export_search(folder.path, tracking_uri=info.tracking_uri, log_mlflow=bool(parent), on_ray=True)
+            except ExportError:
+                if not errored:
+                    raise
+                print("export: nothing to export, every trial errored", file=sys.stderr)
             seconds["export"] = time.monotonic() - started
         outcome = "FINISHED"
+        print(f"optuna study: {StudyRef(info.optuna_storage, info.optuna_study).how_to_load()}")
+        if parent:
+            print(f"mlflow: {tracking.runs_table_hint(info.tracking_uri, parent)}")
+        if errored:
+            print(f"search {info.name}: {len(errored)} of {info.num_samples} trials errored, e.g. "
+                  f"{errored[0].trial_id}: {errored[0].error} (each trial's error.txt has the traceback); exit "
+                  f"status {ERRORED_TRIALS_EXIT}", file=sys.stderr)
+            return ERRORED_TRIALS_EXIT
         return 0
     except ExportError:
         outcome = "FAILED"

@@ -3,7 +3,8 @@
 Ray's own OptunaSearch (Ray 2.60) tells Optuna that a trial ASHA stopped is COMPLETE, with its
 low-fidelity score, which TPE then ranks against fully trained trials as if they were equals (a
 test keeps that fact in view: tests/test_search_searcher.py). This searcher is written on the public
-APIs of both libraries instead (Tune's `Searcher`, Optuna's ask-and-tell), and tells each trial as
+APIs of both libraries instead (Tune's `Searcher`, Optuna's ask-and-tell; one private Optuna name, in
+search/compat.py, reopens a trial after a restart), and tells each trial as
 `search.outcome.classify` decides, the same way the MLflow runs and the export see it:
 
 - completed -> COMPLETE with its last value;
@@ -11,6 +12,7 @@ APIs of both libraries instead (Tune's `Searcher`, Optuna's ask-and-tell), and t
                reached (Optuna ranks pruned trials by how far they got);
 - diverged, error -> FAIL.
 
+The study lives in the search's Optuna storage (search/study.py), not in Tune's pickled state.
 Intermediate values are recorded at matnet's training step (`step` in a result), so the study reads
 in the same units as the training logs.
 """
@@ -25,7 +27,9 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from .compat import trial_of_number
 from .outcome import Outcome, classify
+from .study import StudyRef
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +46,15 @@ def _finite(value: Any) -> bool:
 
 
 class OptunaSearcher(Searcher):
-    """`space(trial)` is an Optuna define-by-run function (search.space.Space.suggest)."""
+    """`space(trial)` is an Optuna define-by-run function (search.space.Space.suggest); `study` names
+    the search's persistent study (search/study.py), which must exist.
 
-    def __init__(self, space: Callable[[optuna.Trial], Any], metric: str, mode: str,
+    The study is the record: every ask, intermediate value and tell goes to its storage at once. So
+    Tune's searcher state (save/restore) holds only which Optuna trial each Tune trial is, and the
+    sampler (its seeded random state); on restore everything else is read back from the study."""
+
+    def __init__(self, space: Callable[[optuna.Trial], Any], metric: str, mode: str, study: StudyRef,
                  sampler: Optional[optuna.samplers.BaseSampler] = None,
-                 points_to_evaluate: Optional[list[dict[str, Any]]] = None,
                  check: Optional[Callable[[dict[str, Any]], Any]] = None):
         super().__init__(metric=metric, mode=mode)
         self.space = space
@@ -54,27 +62,73 @@ class OptunaSearcher(Searcher):
         # (search.space.Space.valid_trial_config); such a draw is told to Optuna as FAIL and drawn
         # again, so no trial is started (and retried) only to fail its config check.
         self.check = check
-        self.study = optuna.create_study(sampler=sampler, pruner=optuna.pruners.NopPruner(),
-                                         direction="minimize" if mode == "min" else "maximize")
-        for point in points_to_evaluate or []:
-            self.study.enqueue_trial(point)
-        self.trials: dict[str, optuna.Trial] = {}     # Tune trial id -> its Optuna trial
-        self.steps_told: dict[str, set[int]] = {}     # steps with an intermediate value, per trial
-        self.told: set[str] = set()                   # trials whose end Optuna knows
+        self.study_ref = study
+        self.sampler = sampler
+        self.trials: dict[str, int] = {}              # Tune trial id -> its Optuna trial number
+        self._study: Optional[optuna.Study] = None
+        self._connect()  # now: a study that cannot be reached fails before Tune starts
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._connect()
+
+    def _connect(self) -> optuna.Study:
+        """The study, connected on first use (also after unpickling); what was told before (steps
+        reported, ends) is read back from it."""
+        if self._study is None:
+            self._study = self.study_ref.load(self.sampler)
+            self._live: dict[str, optuna.Trial] = {}      # Tune trial id -> Optuna trial (this process)
+            self.steps_told: dict[str, set[int]] = {}     # steps with an intermediate value, per trial
+            self.told: set[str] = set()                   # trials whose end Optuna knows
+            by_number = {t.number: t for t in self._study.get_trials(deepcopy=False)}
+            for trial_id, number in self.trials.items():
+                frozen = by_number.get(number)
+                if frozen is None or frozen.state.is_finished():
+                    self.told.add(trial_id)
+                else:
+                    self.steps_told[trial_id] = set(frozen.intermediate_values)
+        return self._study
+
+    def _fail_lost(self) -> None:
+        """Trials the study holds as running that Tune's restored state does not know (asked after
+        the last state Tune saved before the search stopped): Tune will not run them, so they FAIL."""
+        known = set(self.trials.values())
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            number = frozen.number
+            if number not in known:
+                try:
+                    lost = trial_of_number(self.study, number)
+                    lost.set_user_attr("status", str(Outcome.ERROR))
+                    lost.set_user_attr("error", "lost: the search stopped before Tune recorded this trial")
+                    self.study.tell(lost, state=TrialState.FAIL)
+                except Exception as exc:  # noqa: BLE001 - another process may have ended it
+                    logger.warning("Optuna trial %d (lost by an interruption) not ended: %s", number, exc)
+
+    # Tune pickles the searcher with the experiment (tuner.pkl): not the connection to the storage.
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_live", "steps_told", "told")}
+        state["_study"] = None
+        return state
+
+    def _trial(self, trial_id: str) -> optuna.Trial:
+        if trial_id not in self._live:
+            self._live[trial_id] = trial_of_number(self.study, self.trials[trial_id])
+        return self._live[trial_id]
 
     # ---- Tune's Searcher interface ---------------------------------------------------------------
     def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: dict, **spec: Any) -> bool:
         return False  # the space, metric and mode are given at construction
 
     def suggest(self, trial_id: str) -> Optional[dict[str, Any]]:
+        self._connect()
         if trial_id in self.trials:
-            return dict(self.trials[trial_id].params)
+            return dict(self._trial(trial_id).params)
         for _ in range(MAX_INVALID_DRAWS):
             trial = self.study.ask()
             self.space(trial)
             problem = self._problem(trial.params)
             if problem is None:
-                self.trials[trial_id] = trial
+                self.trials[trial_id], self._live[trial_id] = trial.number, trial
                 return dict(trial.params)
             trial.set_user_attr("invalid", problem)
             self.study.tell(trial, state=TrialState.FAIL)
@@ -94,13 +148,15 @@ class OptunaSearcher(Searcher):
         return None
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self._connect()
         if trial_id in self.trials and trial_id not in self.told:
             self._record(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict[str, Any]] = None, error: bool = False) -> None:
+        self._connect()
         if trial_id not in self.trials or trial_id in self.told:
             return
-        trial = self.trials[trial_id]
+        trial = self._trial(trial_id)
         outcome = classify(result, errored=error, ended=True)
         value = (result or {}).get(self.metric)
         if outcome is Outcome.COMPLETED and not _finite(value):
@@ -118,14 +174,17 @@ class OptunaSearcher(Searcher):
             logger.warning("Optuna refused the end of trial %s: %s", trial_id, exc)
         self.told.add(trial_id)
         self.steps_told.pop(trial_id, None)
+        self._live.pop(trial_id, None)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+            pickle.dump({"trials": dict(self.trials), "sampler": self.sampler}, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            state = pickle.load(f)
+        self.trials, self.sampler, self._study = dict(state["trials"]), state["sampler"], None
+        self._fail_lost()
 
     # ---- helpers ---------------------------------------------------------------------------------
     @staticmethod
@@ -141,5 +200,5 @@ class OptunaSearcher(Searcher):
         step = self._step(result)
         told = self.steps_told.setdefault(trial_id, set())
         if step not in told:
-            self.trials[trial_id].report(float(value), step)
+            self._trial(trial_id).report(float(value), step)
             told.add(step)

@@ -6,6 +6,12 @@ are. A trial that Tune restarts (a crash, a lost worker, a resumed search) gets 
 back from `tune.get_checkpoint()`; it is copied to `RUN_DIR/checkpoint`, from where `train()`
 resumes on its own, exactly where it stopped.
 
+matnet.train writes the trial's history (metrics.jsonl) and Figure 4 (kl_per_layer.png) beside its
+checkpoint, in a folder local to the node. Both are copied into every checkpoint reported, so they
+go where the checkpoint goes (the search's storage, shared on a cluster), come back with it when
+the trial restarts elsewhere (the history goes on, not from scratch), and reach the trial's MLflow
+run at its end (search/tracking/callback.py).
+
 The trial side knows nothing of MLflow: the driver logs every result (search/tracking/), so
 trials on other nodes need no access to the tracking server.
 """
@@ -20,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .outcome import STATUS_KEY, Outcome
+
+# matnet.train's files beside the checkpoint that travel inside every reported checkpoint.
+TRAINING_FILES = ("metrics.jsonl", "kl_per_layer.png")
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +89,10 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     if restored is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         with restored.as_directory() as d:
-            shutil.copytree(d, run_dir / "checkpoint")
+            shutil.copytree(d, run_dir / "checkpoint", ignore=shutil.ignore_patterns(*TRAINING_FILES))
+            for name in TRAINING_FILES:  # matnet.train cuts the history back to the checkpoint's step
+                if (Path(d) / name).is_file():
+                    shutil.copy2(Path(d) / name, run_dir / name)
     elif run_dir.exists():
         shutil.rmtree(run_dir)
 
@@ -104,7 +116,12 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
         flat["gpu_ids"], flat["device"] = gpu_ids, device  # the GPUs Ray gave this trial, the device it used
         last.clear()
         last.update(flat)
-        ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        ckpt = None
+        if checkpoint_dir is not None:
+            for name in TRAINING_FILES:
+                if (run_dir / name).is_file():
+                    shutil.copy2(run_dir / name, Path(checkpoint_dir) / name)
+            ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir))
         tune.report(flat, checkpoint=ckpt)
         clock["in_report"] += time.monotonic() - t0
 

@@ -1,5 +1,5 @@
-"""The Ray Tune experiment of a search: the trainable with its resources, the Optuna searcher, the
-scheduler, and the callbacks (the trial ledger first, then MLflow), as one Tuner."""
+"""The Ray Tune experiment of a search: the trainable with its resources, the Optuna searcher (on
+the search's persistent study), the scheduler, and the callbacks (the trial ledger first, then MLflow), as one Tuner."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,6 +7,7 @@ from typing import Any
 from .folder import SearchFolder
 from .ledger import TrialLedger
 from .space import Space
+from .study import StudyRef
 
 
 def trainable(space: Space):
@@ -18,15 +19,14 @@ def trainable(space: Space):
                                {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
-def searcher(space: Space):
+def searcher(space: Space, study: StudyRef):
     import optuna
 
     from .searcher import OptunaSearcher
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     experiment = space.settings.experiment
-    return OptunaSearcher(space=space.suggest, metric=experiment.metric, mode=experiment.mode,
-                          sampler=space.make_sampler(), points_to_evaluate=space.points() or None,
-                          check=space.valid_trial_config)
+    return OptunaSearcher(space=space.suggest, metric=experiment.metric, mode=experiment.mode, study=study,
+                          sampler=space.make_sampler(), check=space.valid_trial_config)
 
 
 def scheduler(space: Space):
@@ -53,14 +53,14 @@ def callbacks(space: Space, folder: SearchFolder, name: str, tracking_uri: str |
     return [ledger, MlflowCallback(tracking_uri, parent_run_id, space, name, ledger), StateSigner(folder)]
 
 
-def new_tuner(space: Space, storage: str, name: str, callback_list: list[Any], num_samples: int,
+def new_tuner(space: Space, storage: str, name: str, study: StudyRef, callback_list: list[Any], num_samples: int,
               max_concurrent: int, search_alg: Any = None, stop: Any = None):
     """The search's Tuner; `search_alg` replaces the platform's searcher (search.bench compare runs
     Ray's stock OptunaSearch through it) and `stop` is a Tune stopper for the whole search."""
     from ray import tune
     experiment = space.settings.experiment
     tune_config = tune.TuneConfig(
-        search_alg=search_alg or searcher(space), scheduler=scheduler(space), num_samples=num_samples,
+        search_alg=search_alg or searcher(space, study), scheduler=scheduler(space), num_samples=num_samples,
         max_concurrent_trials=max_concurrent or None, time_budget_s=experiment.time_budget_s or None,
         reuse_actors=experiment.reuse_actors)
     run_config = tune.RunConfig(

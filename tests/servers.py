@@ -84,9 +84,10 @@ def postgres_bin() -> Path:
 
 
 @contextlib.contextmanager
-def postgres(database: str = "mlflow") -> Iterator[str]:
+def postgres(database: str = "mlflow", more: tuple[str, ...] = ()) -> Iterator[str]:
     """A PostgreSQL server on 127.0.0.1 with password authentication; yields the SQLAlchemy URI of an
-    empty database. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user."""
+    empty database (and makes the databases `more` beside it, e.g. one for Optuna). PostgreSQL
+    refuses to run as root, so as root it runs as the `postgres` user."""
     pg = postgres_bin()
     root = Path(tempfile.mkdtemp(prefix="matnet-pg-"))
     as_user: list[str] = []
@@ -115,7 +116,8 @@ def postgres(database: str = "mlflow") -> Iterator[str]:
         import psycopg
         with psycopg.connect(host="127.0.0.1", port=port, user="matnet", password=password, dbname="postgres",
                              autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {database}")
+            for name in (database, *more):
+                conn.execute(f"CREATE DATABASE {name}")
         yield f"postgresql://matnet:{password}@127.0.0.1:{port}/{database}"
     finally:
         subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
@@ -173,32 +175,58 @@ class RayNode:
         kill_tree(self.proc.pid, sig)
 
 
+def node_ports() -> tuple[list[str], int]:
+    """Ports of its own for every node's agents (the `ray start` arguments, and the port of its
+    dashboard agent's HTTP server): several nodes (and other tests' clusters) share this machine, and
+    Ray's fixed defaults (52365, ...) would collide; an agent that cannot bind leaves its node
+    without a job API."""
+    agent = free_port()
+    return [f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"], agent
+
+
 @contextlib.contextmanager
-def ray_cluster(root: Path, cpus: tuple[int, ...] = (1, 1)) -> Iterator[dict]:
+def ray_cluster(root: Path, cpus: tuple[int, ...] = (1, 1), dashboard: bool = False,
+                env: dict[str, str] | None = None) -> Iterator[dict]:
     """A head node and len(cpus) - 1 worker nodes on this machine, node i with cpus[i] CPUs; yields
-    {"address", "env", "nodes"} once every node has joined."""
+    {"address", "env", "nodes", "dashboard"} once every node has joined. With `dashboard`, the head
+    serves Ray's dashboard and job API on 127.0.0.1 (yielded as its http:// address, ready for jobs).
+    `env`: more environment for every node (a job's driver runs with its head node's)."""
     root.mkdir(parents=True, exist_ok=True)
     token = root / "ray_token"
     token.write_text(secrets.token_hex(32))
     os.chmod(token, 0o600)
-    env = ray_env(token)
+    node_env = {**ray_env(token), **(env or {})}
     port = free_port()
     address = f"127.0.0.1:{port}"
     # Ray's socket paths must stay short: a temp dir of its own directly under /tmp.
     temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
     nodes: list[RayNode] = []
+    dashboard_url = f"http://127.0.0.1:{free_port()}" if dashboard else None
+    head_ports, head_agent = node_ports()
+    head_args = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), f"--num-cpus={cpus[0]}",
+                 "--num-gpus=0", f"--temp-dir={temp_dir}", f"--ray-client-server-port={free_port()}", *head_ports]
+    if dashboard_url:
+        head_args += ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                      f"--dashboard-port={dashboard_url.rsplit(':', 1)[1]}"]
+    else:
+        head_args += ["--include-dashboard=false"]
     try:
-        nodes.append(RayNode("head", ["--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                                      f"--num-cpus={cpus[0]}", "--num-gpus=0", "--include-dashboard=false",
-                                      f"--temp-dir={temp_dir}"], env, root / "ray-head.log"))
+        nodes.append(RayNode("head", head_args, node_env, root / "ray-head.log"))
         wait_for(lambda: "Ray runtime started" in nodes[0].log.read_text(), 120, "ray head", nodes[0].proc,
                  nodes[0].log)
         for i, n in enumerate(cpus[1:], 1):
             nodes.append(RayNode(f"worker{i}", ["--address", address, "--node-ip-address", "127.0.0.1",
-                                               f"--num-cpus={n}", "--num-gpus=0"], env, root / f"ray-worker{i}.log"))
-        wait_for(lambda: alive_nodes(address, env) == len(cpus), 120, "ray workers joining", nodes[-1].proc,
+                                               f"--num-cpus={n}", "--num-gpus=0", *node_ports()[0]],
+                                 node_env, root / f"ray-worker{i}.log"))
+        wait_for(lambda: alive_nodes(address, node_env) == len(cpus), 120, "ray workers joining", nodes[-1].proc,
                  nodes[-1].log)
-        yield {"address": address, "env": env, "nodes": nodes}
+        if dashboard_url:
+            # Jobs go through the head's dashboard agent: submit once it serves.
+            wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{head_agent}/api/local_raylet_healthz",
+                                                    timeout=3).read() == b"success",
+                     120, "the head's dashboard agent", nodes[0].proc, nodes[0].log)
+        yield {"address": address, "env": node_env, "nodes": nodes, "dashboard": dashboard_url, "token": token}
     finally:
         for node in reversed(nodes):
             node.stop(signal.SIGTERM)

@@ -1,26 +1,34 @@
-"""A real cluster on this machine: two Ray nodes started with `ray start` (token authentication on),
-an MLflow tracking server on PostgreSQL, and `python -m search.run --address ... --tracking-uri ...`.
+"""A real cluster on this machine: two Ray nodes started with `ray start` (token authentication on,
+the head serving Ray's dashboard and job API on 127.0.0.1), PostgreSQL with a database for MLflow's
+tracking server and one for the Optuna study, and the README's search submitted with `ray job submit`.
 
-- a search runs trials on both nodes, every trial's run is in PostgreSQL, and best/ is exported;
+- the job succeeds; its logs, read through the job API, end with the URL of the search's runs in
+  MLflow; the dashboard's page is served, its API only with the token; trials ran on both nodes,
+  every trial's run is in PostgreSQL, the Optuna study too, and best/ is exported;
+- the MLflow UI at the URL the search printed, rendered by headless Chromium, shows the search's
+  parent run and, expanded, its child runs (a screenshot is kept in the test's folder);
 - the worker node dies in the middle of a search: its trial restarts from its last checkpoint on the
   head node, the search finishes, and no trial or MLflow run is lost or duplicated.
 
-Marked `cluster`. They need PostgreSQL's server programs (.ci/run installs Debian's `postgresql`);
-without them they are skipped, except under CI (CI=true), where that is a failure. Every server is
-stopped at the end, also when a test fails (tests/servers.py).
+Marked `cluster`. They need PostgreSQL's server programs and Chromium (.ci/run installs Debian's
+`postgresql` and `chromium`); without them they are skipped, except under CI (CI=true), where that
+is a failure. Every server is stopped at the end, also when a test fails (tests/servers.py).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ServerMissing, mlflow_server, postgres, postgres_bin, ray_cluster
+from tests.servers import BIN, ServerMissing, mlflow_server, postgres, postgres_bin, ray_cluster
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,17 +55,23 @@ export: {{iwae_k: 4, limit: 40, top_trials: 2}}
 """
 
 
-@pytest.fixture(scope="module")
-def tracking(tmp_path_factory):
-    """PostgreSQL and an MLflow tracking server on it with served artifacts: (server URI, database URI)."""
+def required(find) -> None:
+    """A program the tests need from the system: skipped without it, except under CI."""
     try:
-        postgres_bin()
+        find()
     except ServerMissing as e:
         if os.environ.get("CI"):
             pytest.fail(f"{e}: CI must install it (.ci/run)")
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory):
+    """PostgreSQL with the databases mlflow and optuna, and an MLflow tracking server on the first
+    with served artifacts: (server URI, database URI)."""
+    required(postgres_bin)
     root = tmp_path_factory.mktemp("tracking")
-    with postgres() as db, mlflow_server(db, root / "artifacts") as uri:
+    with postgres(more=("optuna",)) as db, mlflow_server(db, root / "artifacts") as uri:
         yield uri, db
 
 
@@ -103,19 +117,78 @@ def node_ids(cluster: dict) -> dict[str, str]:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_a_search_runs_on_two_nodes_and_tracks_to_mlflow_on_postgresql(tmp_path, tracking):
+def optuna_url(db: str, password: bool) -> str:
+    """The Optuna database beside MLflow's on the same server; given to the search without its
+    password (the head node has PGPASSWORD), as a user would."""
+    from sqlalchemy.engine import make_url
+    url = make_url(db)
+    user = f"{url.username}:{url.password}" if password else url.username
+    return f"{url.drivername}://{user}@{url.host}:{url.port}/optuna"
+
+
+def ray_cli(cluster: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ray"), *args], capture_output=True, text=True, env=cluster["env"],
+                          timeout=timeout)
+
+
+def job_api(cluster: dict, path: str):
+    """A GET of Ray's job REST API (the dashboard's), with the cluster's token."""
+    request = urllib.request.Request(f"{cluster['dashboard']}{path}", headers={
+        "Authorization": f"Bearer {cluster['token'].read_text().strip()}"})
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, tracking):
+    """The README's cluster search, submitted with `ray job submit` to a two-node cluster: waited for,
+    its logs read through the job API. Yields what the tests check."""
     uri, db = tracking
-    with ray_cluster(tmp_path / "cluster", cpus=(1, 1)) as cluster:
+    root = tmp_path_factory.mktemp("job")
+    from sqlalchemy.engine import make_url
+    password = make_url(db).password
+    with ray_cluster(root / "cluster", cpus=(1, 1), dashboard=True, env={"PGPASSWORD": password}) as cluster:
         ids = node_ids(cluster)
-        space = write_space(tmp_path, "two-nodes", n=4, steps=16)
-        r = subprocess.run(search_command(space, cluster, tmp_path / "shared", uri), capture_output=True, text=True,
-                           cwd=tmp_path, env=cluster["env"], timeout=900)
-        assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
-    exp_dir = tmp_path / "shared" / "two-nodes"
+        space = write_space(root, "two-nodes", n=4, steps=16)
+        dashboard = cluster["dashboard"]
+        submitted = ray_cli(cluster, "job", "submit", "--address", dashboard, "--submission-id", "two-nodes",
+                            "--no-wait", "--", sys.executable, "-m", "search.run", str(space), "--address", "auto",
+                            "--storage", str(root / "shared"), "--shared-storage", "--tracking-uri", uri,
+                            "--optuna-storage", optuna_url(db, password=False))
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        deadline, status = time.monotonic() + 900, {}
+        while time.monotonic() < deadline:
+            status = job_api(cluster, "/api/jobs/two-nodes")
+            if status["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
+                break
+            time.sleep(3)
+        logs = job_api(cluster, "/api/jobs/two-nodes/logs")["logs"]
+        assert status["status"] == "SUCCEEDED", f"{status}\n{logs[-5000:]}"
+        page = urllib.request.urlopen(f"{dashboard}/", timeout=10).read().decode()
+        try:
+            urllib.request.urlopen(f"{dashboard}/api/jobs/", timeout=10)
+            no_token = 200
+        except urllib.error.HTTPError as e:
+            no_token = e.code
+        jobs = job_api(cluster, "/api/jobs/")
+    yield {"uri": uri, "db": db, "ids": ids, "logs": logs, "page": page, "no_token": no_token, "jobs": jobs,
+           "exp_dir": root / "shared" / "two-nodes", "root": root}
+
+
+def test_a_search_submitted_as_a_ray_job_runs_on_two_nodes_and_tracks_to_postgresql(job):
+    uri, db, exp_dir = job["uri"], job["db"], job["exp_dir"]
+
+    # The job API ran it: its logs end with how to reach the study and the runs; the dashboard's page
+    # is served, and its API answers only with the cluster's token.
+    assert "<title>Ray Dashboard</title>" in job["page"]
+    assert job["no_token"] == 401
+    submitted = [(j["submission_id"], j["status"]) for j in job["jobs"] if j["type"] == "SUBMISSION"]
+    assert submitted == [("two-nodes", "SUCCEEDED")]
+    assert "best trial" in job["logs"] and "optuna study:" in job["logs"]
+    assert re.search(rf"mlflow: {re.escape(uri)}/#/experiments/\d+\?workflowType=machine_learning", job["logs"])
 
     # Trials ran on both nodes (one CPU each, two trials at once).
     ran_on = {res["ray_node_id"] for d in exp_dir.glob("run_trial_*") for res in results(d)}
-    assert ran_on == set(ids.values()), (ran_on, ids)
+    assert ran_on == set(job["ids"].values()), (ran_on, job["ids"])
 
     # Every trial's run is in PostgreSQL: read through the server, and straight from the database.
     for tracking_uri in (uri, db):
@@ -123,18 +196,60 @@ def test_a_search_runs_on_two_nodes_and_tracks_to_mlflow_on_postgresql(tmp_path,
         assert len(parents) == 1 and parents[0].info.status == "FINISHED"
         assert len(kids) == 4 and len({k.data.tags["trial_id"] for k in kids}) == 4
         assert all(k.info.status == "FINISHED" for k in kids)
-        assert {k.data.tags["ray_node_id"] for k in kids} == set(ids.values())
+        assert {k.data.tags["ray_node_id"] for k in kids} == set(job["ids"].values())
         assert "best_test_nll_nats" in parents[0].data.metrics
     # Artifacts went through the server to the artifact store it serves.
-    client, _, kids = children(uri, "two-nodes")
+    client, parents, kids = children(uri, "two-nodes")
     figs = {Path(a.path).name for a in client.list_artifacts(kids[0].info.run_id, "figures")}
     assert "samples.png" in figs
+    assert {Path(a.path).name for a in client.list_artifacts(kids[0].info.run_id, "training")} == \
+        {"metrics.jsonl", "kl_per_layer.png"}
+    assert client.get_model_version_by_alias("two-nodes", "champion").source.startswith("models:/")
+
+    # The Optuna study is in its PostgreSQL database, every trial COMPLETE with its value.
+    import optuna
+    study = optuna.load_study(study_name="two-nodes", storage=optuna_url(db, password=True))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    by_trial = {t.user_attrs["ray_trial_id"]: t.value for t in study.trials}
+    assert by_trial == pytest.approx({k.data.tags["trial_id"]: k.data.metrics["val_elbo_nats"] for k in kids})
+    assert not (exp_dir / "optuna.journal").exists()
 
     # best/ was exported, and loads.
     from matnet.checkpoint import load_checkpoint
     summary = json.loads((exp_dir / "summary.json").read_text())
     assert summary["trials"]["total"] == 4 and summary["best"]["evaluation"]["iwae_k"] == 4
     load_checkpoint(exp_dir / "best")
+
+
+def test_the_mlflow_ui_shows_the_search_at_the_url_it_printed(job, tmp_path):
+    """In a real browser (headless Chromium, a fresh profile), the URL the search gave its user opens
+    the training-runs table with the search's parent run; expanded, its four child runs."""
+    from tests.browser import Browser, chromium_path
+    required(chromium_path)
+    url = re.search(r"mlflow: (http://\S+)", job["logs"]).group(1)
+    client, parents, kids = children(job["uri"], "two-nodes")
+    link = "a[href$='/runs/{}']".format
+    with Browser() as browser:
+        browser.open(url)
+        browser.wait_for(f"!!document.querySelector(\"{link(parents[0].info.run_id)}\")", what="the parent run")
+        assert "Runs" in browser.evaluate("document.body.innerText")
+        # The expander beside the parent's name shows its children.
+        clicked = browser.evaluate(f"""(() => {{
+            let cell = document.querySelector("{link(parents[0].info.run_id)}");
+            for (let i = 0; i < 4 && cell; i++) {{
+                cell = cell.parentElement;
+                const button = cell && cell.querySelector("button");
+                if (button) {{ button.click(); return true; }}
+            }}
+            return false; }})()""")
+        assert clicked, "no expander beside the parent run"
+        browser.wait_for(" && ".join(f"!!document.querySelector(\"{link(k.info.run_id)}\")" for k in kids),
+                         what="the child runs")
+        text = browser.evaluate("document.body.innerText")
+        shot = browser.screenshot(tmp_path / "mlflow-runs.png")
+    assert all(f"two-nodes/{k.data.tags['trial_id']}" in text for k in kids), text
+    assert shot.stat().st_size > 20_000
+    print(f"screenshot: {shot}")
 
 
 def test_a_lost_worker_node_restarts_its_trial_from_its_checkpoint_on_the_head(tmp_path, tracking):

@@ -67,3 +67,20 @@ def test_matnet_imports_no_search_library():
     for path in sorted((ROOT / "matnet").glob("*.py")):
         text = path.read_text()
         assert not re.search(r"^\s*(import|from)\s+(ray|optuna|mlflow|search)\b", text, re.M), path
+
+
+def test_a_trial_is_reopened_by_its_number():
+    """search.compat.trial_of_number: Optuna 5's FrozenTrial keeps the storage's trial id as the
+    private `_trial_id`, which the public `optuna.trial.Trial(study, trial_id)` needs; the searcher
+    reopens trials with it after Tune restores it."""
+    import optuna
+
+    from search.compat import trial_of_number
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    first, second = study.ask(), study.ask()
+    study.tell(first, 1.0)
+    reopened = trial_of_number(study, second.number)
+    assert isinstance(reopened, optuna.trial.Trial) and reopened.number == second.number
+    reopened.report(0.5, 3)
+    study.tell(reopened, 0.25)
+    assert study.trials[1].intermediate_values == {3: 0.5} and study.trials[1].value == 0.25

@@ -16,6 +16,7 @@ from search.ledger import TrialLedger, read_records
 from search.outcome import Outcome, classify
 from search.results import outcome_counts, trial_rows
 from search.searcher import OptunaSearcher
+from search.study import StudyRef
 from search.space import load_space
 from search.tracking.callback import MlflowCallback
 from search.tracking.runs import start_parent
@@ -78,7 +79,9 @@ def test_the_searcher_the_mlflow_runs_and_the_ledger_agree_on_every_trial(tmp_pa
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     parent = start_parent(uri, "agree", "agree", params={}, tags={})
     folder = SearchFolder(str(tmp_path / "search"))
-    searcher = OptunaSearcher(space.suggest, METRIC, "min", sampler=space.make_sampler())
+    study = StudyRef(str(tmp_path / "optuna.journal"), "agree")
+    study.create("min")
+    searcher = OptunaSearcher(space.suggest, METRIC, "min", study=study, sampler=space.make_sampler())
     ledger = TrialLedger(folder, METRIC, "min", min_interval_s=0.0)
     ledger.setup()
     mlflow_callback = MlflowCallback(uri, parent, space, "agree", ledger)
@@ -110,7 +113,7 @@ def test_the_searcher_the_mlflow_runs_and_the_ledger_agree_on_every_trial(tmp_pa
 
     by_optuna = {}
     for t in searcher.study.trials:
-        trial_id = next(tid for tid, ot in searcher.trials.items() if ot.number == t.number)
+        trial_id = next(tid for tid, number in searcher.trials.items() if number == t.number)
         by_optuna[trial_id] = t.user_attrs.get("status", OPTUNA_OUTCOME.get(t.state))
         if t.state == TrialState.FAIL:
             assert t.user_attrs["status"] in ("diverged", "error")

@@ -9,10 +9,10 @@ Each test starts its own private Ray (search.run does) and shuts it down.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -37,13 +37,15 @@ experiment:
 base: tiny
 data: {{dataset: mnist, train_limit: 500, eval_limit: 100}}
 fixed:
-  train: {{max_steps: {steps}, eval_every_steps: 8, batch_size: 50, device: cpu, max_nonfinite_in_a_row: 2}}
+  train: {{max_steps: {steps}, eval_every_steps: 8, batch_size: 50, max_nonfinite_in_a_row: 2}}
   model: {{data_width: 8, top_latents: 8}}
 search:
   train.lr: {{type: float, low: 1.0e-4, high: 2.0e-2, log: true}}
-  # Only the point tried first takes this branch: a learning rate that makes training diverge.
-  diverge: {{type: categorical, choices: [false, true], when: {{train.lr: {{ge: 0.02}}}}}}
+  # Only the points tried first take this branch: a learning rate that makes training diverge, and a
+  # device no machine has (a valid config that fails where the trial starts: an errored trial).
+  diverge: {{type: categorical, choices: [false, true, crash], when: {{train.lr: {{ge: 0.02}}}}}}
   huge_lr: {{key: train.lr, type: categorical, choices: [10000.0], when: {{diverge: true}}}}
+  device: {{key: train.device, type: categorical, choices: ["cuda:999"], when: {{diverge: crash}}, otherwise: cpu}}
   model.meta_modules:
     type: repeat
     count: {{type: int, low: 1, high: 2}}
@@ -60,8 +62,10 @@ export: {{iwae_k: 4, limit: 40, top_trials: 3}}
 
 
 def write_space(tmp_path: Path, name: str, n: int, steps: int, scheduler: str, diverge_first: bool = False) -> Path:
+    """diverge_first: the first trial diverges, the second errors."""
     f = tmp_path / f"{name}.yaml"
-    points = "points_to_evaluate:\n  - {train.lr: 0.02, diverge: true}\n" if diverge_first else ""
+    points = ("points_to_evaluate:\n  - {train.lr: 0.02, diverge: true}\n  - {train.lr: 0.02, diverge: crash}\n"
+              if diverge_first else "")
     f.write_text(SPACE.format(name=name, n=n, steps=steps, scheduler=scheduler, points=points))
     return f
 
@@ -77,8 +81,13 @@ def mlflow_runs(uri: str):
 
 
 def optuna_trials(exp_dir: Path):
-    state = pickle.loads(Path(glob.glob(str(exp_dir / "searcher-state-*.pkl"))[0]).read_bytes())
-    return state["study"].trials
+    """The search's Optuna study as anyone can read it, during or after the search: its journal
+    file in the search folder, through Optuna's public API."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    storage = JournalStorage(JournalFileBackend(str(exp_dir / "optuna.journal")))
+    return optuna.load_study(study_name=exp_dir.name, storage=storage).trials
 
 
 def result_lines(exp_dir: Path) -> dict[str, int]:
@@ -91,7 +100,98 @@ def result_lines(exp_dir: Path) -> dict[str, int]:
     return out
 
 
-def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path, monkeypatch):
+def check_training_history(client, kid, exp_dir: Path, reports: int) -> None:
+    """A trial's metrics history and Figure 4 travel inside its checkpoints (so the search's storage
+    has them) and reach its MLflow run, whole: one line per report, up to the trial's end."""
+    tid = kid.data.tags["trial_id"]
+    checkpoints = sorted(next(exp_dir.glob(f"run_trial_{tid}_*")).glob("checkpoint_*"))
+    assert checkpoints, tid
+    for ckpt in checkpoints:
+        step = json.loads((ckpt / "meta.json").read_text())["step"]
+        history = [json.loads(line) for line in (ckpt / "metrics.jsonl").read_text().splitlines()]
+        assert history[-1]["step"] == step and (ckpt / "kl_per_layer.png").stat().st_size > 0
+    logged = {Path(a.path).name for a in client.list_artifacts(kid.info.run_id, "training")}
+    assert logged == {"metrics.jsonl", "kl_per_layer.png"}, logged
+    text = Path(client.download_artifacts(kid.info.run_id, "training/metrics.jsonl")).read_text()
+    assert [json.loads(line)["step"] for line in text.splitlines()] == [8 * (i + 1) for i in range(reports)]
+
+
+def check_run_context(client, parent, kids) -> None:
+    """MLflow's context tags (who ran it, from what, which commit), the data set as the runs' input,
+    and the experiment's kind."""
+    for run in (parent, *kids):
+        tags = run.data.tags
+        assert tags["mlflow.user"] and tags["mlflow.source.name"] == "search.run"
+        assert tags["mlflow.source.type"] == "LOCAL"
+        if (ROOT / ".git").exists():
+            head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+            assert tags["mlflow.source.git.commit"] == head.strip()
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert [i.dataset.name for i in inputs] == ["mnist (dynamic binarization)"], inputs
+        assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
+        assert json.loads(inputs[0].dataset.profile)["train_limit"] == 500
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def check_study_on_the_parent(client, parent, exp_dir: Path, complete: dict) -> None:
+    """Optuna's parameter importances (over the trials that trained their whole budget) as metrics
+    and a PNG, and the parallel-coordinates PNG, on the parent run and in figures/."""
+    summary = json.loads((exp_dir / "summary.json").read_text())
+    if len(complete) < 2:
+        assert "too few to compare" in summary["param_importances"]
+        return
+    importances = summary["param_importances"]
+    assert "train.lr" in importances and sum(importances.values()) == pytest.approx(1.0)
+    metrics = client.get_run(parent.info.run_id).data.metrics
+    assert {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("param_importance/")} == \
+        pytest.approx(importances)
+    assert {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "study")} == \
+        {"param_importances.png", "parallel_coordinates.png"}
+    assert (exp_dir / "figures" / "parallel_coordinates.png").stat().st_size > 10_000
+
+
+def check_registered_model(tmp_path: Path, uri: str, name: str, parent) -> None:
+    """The best checkpoint is an MLflow model registered as `name` with the alias champion; it
+    loads without unpickling (a model from code over the safetensors folder) and scores images; the
+    matnet commands open models:/ and runs:/ URIs of it."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tests.helpers import resolver_env
+    client = MlflowClient(uri)
+    champion = client.get_model_version_by_alias(name, "champion")
+    summary = json.loads((tmp_path / "results" / name / "summary.json").read_text())
+    assert summary["mlflow"]["champion_uri"] == f"models:/{name}@champion"
+    assert summary["mlflow"]["version"] == str(champion.version)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@champion", tracking_uri=uri))
+    mlmodel = (local / "MLmodel").read_text()
+    assert "loader_module: mlflow.pyfunc.loaders.code_model" in mlmodel and "signature:" in mlmodel
+    assert not list(local.rglob("*.pkl")) and (local / "artifacts" / "checkpoint" / "model.safetensors").is_file()
+    assert not (local / "artifacts" / "checkpoint" / "train_state.pt").exists()
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    from matnet.data import load_split
+    from matnet.checkpoint import load_checkpoint
+    _, cfg, _ = load_checkpoint(tmp_path / "results" / name / "best")
+    images = load_split(cfg.data, "test").batch(__import__("torch").arange(6)).numpy()
+    scores = model.predict(images, params={"iwae_k": 3})
+    assert list(scores.columns) == ["elbo_nats", "nll_nats"] and len(scores) == 6
+    assert ((scores.nll_nats > 0) & (scores.nll_nats <= scores.elbo_nats + 1e-3)).all()
+
+    env = {**os.environ, **resolver_env(tmp_path), "MLFLOW_TRACKING_URI": uri}
+    for checkpoint in (f"models:/{name}@champion", f"runs:/{parent.info.run_id}/model"):
+        r = subprocess.run([sys.executable, "-m", "matnet.evaluate", checkpoint, "--samples", "2", "--limit", "8",
+                            "--json", str(tmp_path / "eval.json")], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert json.loads((tmp_path / "eval.json").read_text())["n_images"] == 8
+    r = subprocess.run([sys.executable, "-m", "matnet.sample", f"models:/{name}@nosuchalias", "--out",
+                        str(tmp_path / "s.png")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "models:/asha@nosuchalias" in r.stderr, r.stderr
+
+
+def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path, monkeypatch, capsys):
     from search import run
 
     monkeypatch.chdir(tmp_path)
@@ -99,38 +199,49 @@ def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "results"
     t0 = time.monotonic()
-    assert run.main([str(space), "--storage", str(storage), "--tracking-uri", uri]) == 0
+    # One trial errored (it raised beyond max_failures): the search says so by its exit status, and
+    # still exports the best of the others.
+    assert run.main([str(space), "--storage", str(storage), "--tracking-uri", uri]) == run.ERRORED_TRIALS_EXIT == 3
     print(f"search of 7 trials: {time.monotonic() - t0:.0f} s")
+    printed = capsys.readouterr()
+    assert "1 of 7 trials errored" in printed.err and "cuda:999" in printed.err
     exp_dir = storage / "asha"
 
     # Optuna: every trial told; the ones ASHA stopped are PRUNED at the step they reached; the
-    # one whose loss went non-finite FAILED (and the search went on).
+    # one whose loss went non-finite and the one that raised FAILED (and the search went on).
     trials = optuna_trials(exp_dir)
     assert len(trials) == 7
     pruned = {t.user_attrs["ray_trial_id"]: t for t in trials if t.state == TrialState.PRUNED}
     complete = {t.user_attrs["ray_trial_id"]: t for t in trials if t.state == TrialState.COMPLETE}
     failed = {t.user_attrs["ray_trial_id"]: t for t in trials if t.state == TrialState.FAIL}
     assert trials[0].params["diverge"] is True and trials[0].state == TrialState.FAIL
-    assert len(failed) == 1 and trials[0].user_attrs["status"] == "diverged"
-    diverged_id = trials[0].user_attrs["ray_trial_id"]
+    assert trials[0].user_attrs["status"] == "diverged"
+    assert trials[1].params["diverge"] == "crash" and trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["status"] == "error" and len(failed) == 2
+    diverged_id, errored_id = trials[0].user_attrs["ray_trial_id"], trials[1].user_attrs["ray_trial_id"]
     assert pruned, "ASHA stopped no trial"
-    assert complete and len(pruned) + len(complete) == 6
+    assert complete and len(pruned) + len(complete) == 5
     lines = result_lines(exp_dir)
     for tid, t in pruned.items():
         assert t.last_step < 32 and t.last_step == 8 * lines[tid]  # the step it reached
         assert t.value == t.intermediate_values[t.last_step]
     for tid, t in complete.items():
         assert t.last_step == 32 and lines[tid] == 4
+    assert "optuna.load_study(study_name=\"asha\"" in printed.out
 
-    # MLflow: one parent, one child per trial, all finished, statuses agree with Optuna.
+    # MLflow: one parent, one child per trial, statuses agree with Optuna.
     client, parents, kids = mlflow_runs(uri)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     assert len(kids) == 7 and len({k.data.tags["trial_id"] for k in kids}) == 7
     assert all(k.data.tags["mlflow.parentRunId"] == parent.info.run_id for k in kids)
     bad = [k for k in kids if k.data.tags["trial_id"] == diverged_id][0]
-    assert bad.info.status == "FAILED" and bad.data.tags["status"] == "diverged" and "diverged" in bad.data.tags["error"]
-    kids = [k for k in kids if k is not bad]
+    assert bad.info.status == "FAILED" and bad.data.tags["status"] == "diverged"
+    assert "diverged" in bad.data.tags["error"]
+    crashed = [k for k in kids if k.data.tags["trial_id"] == errored_id][0]
+    assert crashed.info.status == "FAILED" and crashed.data.tags["status"] == "error"
+    assert "cuda:999" in crashed.data.tags["error"]
+    kids = [k for k in kids if k is not bad and k is not crashed]
     assert all(k.info.status == "FINISHED" for k in kids)
     assert {k.data.tags["trial_id"] for k in kids if k.data.tags["status"] == "pruned"} == set(pruned)
     for k in kids:
@@ -138,15 +249,21 @@ def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path
         hist = client.get_metric_history(k.info.run_id, "val_elbo_nats")
         assert len(hist) == lines[tid] and [h.step for h in hist] == [8 * (i + 1) for i in range(lines[tid])]
         assert "train.lr" in k.data.params and "model.meta_modules" in k.data.params
+        # per-layer KLs under one name, which MLflow's charts view groups
+        assert "val_kl/0" in k.data.metrics and not [m for m in k.data.metrics if re.fullmatch(r"val_kl_\d+", m)]
         figs = {Path(a.path).name for a in client.list_artifacts(k.info.run_id, "figures")}
         assert {"samples.png", "kl_per_layer.json", "kl_per_layer.png"} <= figs
+        check_training_history(client, k, exp_dir, lines[tid])
     assert {"best", "summary.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "best_test_nll_nats" in parent.data.metrics
+    check_run_context(client, parent, [*kids, bad, crashed])
+    check_study_on_the_parent(client, parent, exp_dir, complete)
+    check_registered_model(tmp_path, uri, "asha", parent)
 
     # best/ is a matnet checkpoint that loads and evaluates; summary.json describes it.
     summary = json.loads((exp_dir / "summary.json").read_text())
     assert summary["best"]["evaluation"]["iwae_k"] == 4 and summary["trials"]["total"] == 7
-    assert summary["trials"]["diverged"] == 1
+    assert summary["trials"]["diverged"] == 1 and summary["trials"]["error"] == 1
     assert summary["best"]["trial_id"] in complete or summary["best"]["trial_id"] in pruned
     from matnet.checkpoint import load_checkpoint
     from matnet.data import load_split
@@ -206,6 +323,9 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_finished_children(uri, 2, proc, timeout=240)
+        # The study, read while the search runs: the finished trials are COMPLETE with their values.
+        during = {t.number: t for t in optuna_trials(exp_dir)}
+        assert sum(t.state == TrialState.COMPLETE and t.value > 0 for t in during.values()) >= 2, during
         time.sleep(2.0)  # the next trials are under way
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
@@ -243,6 +363,14 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
         assert after[tid] == before[tid]
         k2 = next(x for x in kids2 if x.data.tags["trial_id"] == tid)
         assert k2.info.end_time == k.info.end_time
+    # The study went on through the resume: the same four trials (none asked twice), all COMPLETE,
+    # each with the intermediate values of its six reports, once.
+    trials = optuna_trials(exp_dir)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert {t.number: t.value for t in trials if t.number in during and during[t.number].state == TrialState.COMPLETE} \
+        == {n: t.value for n, t in during.items() if t.state == TrialState.COMPLETE}
+    assert all(sorted(t.intermediate_values) == [8, 16, 24, 32, 40, 48] for t in trials)
+    assert {t.user_attrs["ray_trial_id"] for t in trials} == {k.data.tags["trial_id"] for k in kids2}
     for k in kids2:  # no iteration logged twice, even for the trials that were cut off
         hist = client.get_metric_history(k.info.run_id, "training_iteration")
         assert sorted(h.value for h in hist) == [1, 2, 3, 4, 5, 6]

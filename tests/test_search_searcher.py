@@ -11,6 +11,7 @@ import math
 from optuna.trial import TrialState
 
 from search.searcher import OptunaSearcher
+from search.study import StudyRef
 
 
 def _space(trial):
@@ -20,8 +21,11 @@ def _space(trial):
 MAX_T = 4  # evaluations of a trial's whole budget
 
 
-def _searcher() -> OptunaSearcher:
-    return OptunaSearcher(space=_space, metric="val_elbo_nats", mode="min")
+def _searcher(tmp_path, create: bool = True) -> OptunaSearcher:
+    ref = StudyRef(str(tmp_path / "optuna.journal"), "s")
+    if create:
+        ref.create("min")
+    return OptunaSearcher(space=_space, metric="val_elbo_nats", mode="min", study=ref)
 
 
 def _result(it: int, value: float, **extra) -> dict:
@@ -32,8 +36,8 @@ def _by_id(s: OptunaSearcher) -> dict:
     return {t.user_attrs["ray_trial_id"]: t for t in s.study.trials if "ray_trial_id" in t.user_attrs}
 
 
-def test_scheduler_stop_is_pruned_at_the_step_reached_and_full_runs_complete():
-    s = _searcher()
+def test_scheduler_stop_is_pruned_at_the_step_reached_and_full_runs_complete(tmp_path):
+    s = _searcher(tmp_path)
     for tid in "abcdef":
         assert "train.lr" in s.suggest(tid)
 
@@ -83,11 +87,52 @@ def test_ray_stock_optuna_search_would_call_the_stopped_trial_complete():
 
 
 def test_state_survives_save_and_restore(tmp_path):
-    s = _searcher()
+    s = _searcher(tmp_path)
     s.suggest("a")
     s.on_trial_result("a", _result(1, 200.0))
     s.save(str(tmp_path / "searcher.pkl"))
-    r = _searcher()
+    r = _searcher(tmp_path, create=False)
     r.restore(str(tmp_path / "searcher.pkl"))
     r.on_trial_complete("a", _result(2, 190.0, done=True))
     assert _by_id(r)["a"].state == TrialState.PRUNED
+
+
+def test_the_study_is_the_record_and_the_searcher_state_only_maps_trials(tmp_path):
+    """Everything told reaches the study's storage at once (optuna.load_study sees it while the
+    searcher runs); Tune's saved searcher state holds the trial mapping and the sampler only; a
+    restored searcher reads the rest back from the study and does not report a step twice; a trial
+    asked after the state was saved (Tune will not run it) is ended as FAIL."""
+    import pickle
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    s = _searcher(tmp_path)
+    s.suggest("a")
+    s.suggest("b")
+    s.on_trial_result("a", _result(1, 200.0))
+    for it in range(1, 5):
+        s.on_trial_result("b", _result(it, 180.0 - it))
+    s.on_trial_complete("b", _result(4, 176.0, done=True))
+    s.save(str(tmp_path / "searcher.pkl"))
+    s.suggest("c")  # after the state Tune saved
+
+    seen = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal"))))
+    states = {t.number: t.state for t in seen.trials}
+    assert states == {0: TrialState.RUNNING, 1: TrialState.COMPLETE, 2: TrialState.RUNNING}
+    assert seen.trials[0].intermediate_values == {10: 200.0} and seen.trials[1].value == 176.0
+    state = pickle.loads((tmp_path / "searcher.pkl").read_bytes())
+    assert set(state) == {"trials", "sampler"} and state["trials"] == {"a": 0, "b": 1}
+    assert pickle.loads(pickle.dumps(s)).__dict__["_study"] is None  # Tune's tuner.pkl holds no connection
+
+    r = pickle.loads(pickle.dumps(s))  # as Tune unpickles tuner.pkl, then restores its state
+    r.restore(str(tmp_path / "searcher.pkl"))
+    r.on_trial_result("a", _result(1, 200.0))  # a result Tune replays after the restart: not told twice
+    r.on_trial_result("a", _result(2, 195.0))
+    r.on_trial_complete("b", _result(4, 176.0, done=True))  # already complete: left alone
+    r.on_trial_complete("a", _result(3, 190.0, done=True))
+    trials = {t.number: t for t in seen.trials}
+    assert trials[0].state == TrialState.PRUNED and trials[0].intermediate_values == {10: 200.0, 20: 195.0, 30: 190.0}
+    assert trials[1].state == TrialState.COMPLETE and trials[1].value == 176.0
+    assert trials[2].state == TrialState.FAIL and trials[2].user_attrs["status"] == "error"

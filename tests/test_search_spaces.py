@@ -367,17 +367,23 @@ def test_the_dry_run_validates_every_sampled_trial_as_training_will(tmp_path):
 def test_the_searcher_draws_again_instead_of_starting_a_trial_that_cannot_train(tmp_path):
     from matnet.config import ConfigError
     from search.searcher import OptunaSearcher
+    from search.study import StudyRef
     s = space_from(BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n", tmp_path)
 
     def check(params):
         if params["train.lr"] > 1e-3:
             raise ConfigError(f"train.lr={params['train.lr']}: too large here")
-    searcher = OptunaSearcher(s.suggest, "val_elbo_nats", "min", sampler=optuna.samplers.RandomSampler(seed=0),
-                              check=check)
+    study = StudyRef(str(tmp_path / "optuna.journal"), "draws")
+    study.create("min")
+    searcher = OptunaSearcher(s.suggest, "val_elbo_nats", "min", study=study,
+                              sampler=optuna.samplers.RandomSampler(seed=0), check=check)
     drawn = [searcher.suggest(f"t{i}")["train.lr"] for i in range(5)]
     assert all(lr <= 1e-3 for lr in drawn)
     invalid = [t for t in searcher.study.trials if "invalid" in t.user_attrs]
     assert invalid and all(t.state == optuna.trial.TrialState.FAIL and "too large" in t.user_attrs["invalid"]
                            for t in invalid)
-    never = OptunaSearcher(s.suggest, "val_elbo_nats", "min", check=lambda p: (_ for _ in ()).throw(ConfigError("no")))
+    never_study = StudyRef(str(tmp_path / "optuna.journal"), "never")
+    never_study.create("min")
+    never = OptunaSearcher(s.suggest, "val_elbo_nats", "min", study=never_study,
+                           check=lambda p: (_ for _ in ()).throw(ConfigError("no")))
     assert never.suggest("x") == never.FINISHED

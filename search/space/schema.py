@@ -173,6 +173,10 @@ class Sampler(_Strict):
     # TPE over the joint distribution, grouped by the parameters a trial has (suits conditional spaces).
     multivariate: bool = True
     group: bool = True
+    # Where the search's Optuna study is kept (search/study.py): a database URL without a password
+    # (e.g. postgresql+psycopg://mlflow@postgres:5432/optuna) or a journal file's path. Default:
+    # --optuna-storage, else OPTUNA_STORAGE, else optuna.journal in the search's folder.
+    storage: Optional[str] = None
 
 
 class Mlflow(_Strict):
@@ -183,6 +187,9 @@ class Mlflow(_Strict):
     tracking_uri: Optional[str] = None
     # Images in the sample grid logged for every finished trial (0: none).
     sample_images: int = Field(64, ge=0)
+    # The registered model that every export's best checkpoint becomes a version of, with the alias
+    # `champion` (models:/NAME@champion). Default: the MLflow experiment's name; "" registers nothing.
+    registered_model: Optional[str] = None
     # Where a new MLflow experiment keeps its artifacts (default: the tracking server's choice; for a
     # sqlite:/// store, ./mlruns in the working folder).
     artifact_location: Optional[str] = None

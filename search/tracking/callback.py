@@ -8,7 +8,9 @@ server, and interruption and resume are handled in one place.
   logged are not logged twice.
 - Each result is logged with one `log_batch` request, at matnet's training step.
 - A finished trial gets its outcome (search/outcome.py) as the `status` tag, its best value (from
-  the trial ledger), and its figures (samples or imputations, per-layer KL) as artifacts.
+  the trial ledger), its figures (samples or imputations, per-layer KL) under figures/, and its
+  training history (metrics.jsonl, Figure 4 as kl_per_layer.png) under training/.
+- Child runs carry the parent's context tags (user, source, git commit) and their data set as input.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from typing import Any
 from ray.tune import Callback
 
 from ..ledger import TrialLedger, error_line
+from ..trainable import TRAINING_FILES
 from ..outcome import Outcome, classify
+from .context import dataset_input, inherited_tags
 from .runs import (MAX_BATCH_METRICS, SEARCH_TAG, STATUS_TAG, TRIAL_TAG, chunks, client, flat_config, log_params,
                    numeric_metrics)
 
@@ -45,6 +49,7 @@ class MlflowCallback(Callback):
         self._last_iter: dict[str, int] = {}   # trial id -> last training_iteration logged
         self._client = None
         self._experiment_id: str | None = None
+        self._context: dict[str, str] = {}    # the parent's context tags (user, source, git commit)
 
     # Tune pickles callbacks with the experiment (tuner.pkl): not the client's connection.
     def __getstate__(self) -> dict[str, Any]:
@@ -63,7 +68,9 @@ class MlflowCallback(Callback):
         """The tracking client (made on first use, with the parent run's experiment id)."""
         if self._client is None:
             self._client = client(self.tracking_uri)
-            self._experiment_id = self._client.get_run(self.parent_run_id).info.experiment_id
+            parent = self._client.get_run(self.parent_run_id)
+            self._experiment_id = parent.info.experiment_id
+            self._context = inherited_tags(parent.data.tags)
         return self._client
 
     def _safe(self, what: str, fn, *args: Any) -> Any:
@@ -95,12 +102,14 @@ class MlflowCallback(Callback):
                 self._last_iter[trial_id] = int(max((m.value for m in history), default=0))
             return found.info.run_id
         run = mlflow_client.create_run(self._experiment_id, run_name=f"{self.search_name}/{trial_id}", tags={
-            "mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id, SEARCH_TAG: self.search_name,
-            STATUS_TAG: str(Outcome.RUNNING)})
+            **self._context, "mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id,
+            SEARCH_TAG: self.search_name, STATUS_TAG: str(Outcome.RUNNING)})
         self._runs[trial_id] = run.info.run_id
         drawn = dict(trial.config)
         try:
-            params = {**flat_config(self.space.trial_config(drawn).to_dict()), **drawn}
+            config = self.space.trial_config(drawn)
+            params = {**flat_config(config.to_dict()), **drawn}
+            mlflow_client.log_inputs(run.info.run_id, datasets=[dataset_input(config.data)])
         except Exception as e:  # noqa: BLE001 - the drawn values alone are still worth logging
             params = drawn
             logger.warning("trial %s: config not rebuilt for MLflow (%s)", trial_id, e)
@@ -179,3 +188,7 @@ class MlflowCallback(Callback):
             title = f"{trial.trial_id} ({outcome}), step {last.get('step', '?')}"
             for f in checkpoint_figures(folder, Path(tmp), self.sample_images, title, kl):
                 self._mlflow().log_artifact(run_id, str(f), "figures")
+            # The trial's training history and Figure 4, kept in its checkpoints (search/trainable.py).
+            for name in TRAINING_FILES:
+                if (Path(folder) / name).is_file():
+                    self._mlflow().log_artifact(run_id, str(Path(folder) / name), "training")

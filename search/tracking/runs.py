@@ -67,27 +67,61 @@ def log_params(mlflow_client: Any, run_id: str, params: dict[str, Any], tags: di
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a Tune result, less Ray's bookkeeping."""
+    """The finite numbers of a Tune result, less Ray's bookkeeping, under their MLflow names."""
     out = {}
     for k, v in result.items():
         if k in RAY_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if math.isfinite(v):
-            out[k] = float(v)
+            out[mlflow_name(k)] = float(v)
     return out
 
 
+def mlflow_name(key: str) -> str:
+    """A result's key in MLflow: the per-layer KLs val_kl_0, val_kl_1, ... (Tune's names, flat) become
+    val_kl/0, val_kl/1, ..., which MLflow's charts view groups in one section."""
+    stem, _, layer = key.rpartition("_")
+    return f"{stem}/{layer}" if stem == "val_kl" and layer.isdigit() else key
+
+
 def start_parent(uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str],
-                 artifacts: list[str] | None = None, artifact_location: str | None = None) -> str:
+                 artifacts: list[str] | None = None, artifact_location: str | None = None,
+                 dataset: Any = None) -> str:
+    """The search's parent run, in `experiment` (made, as a model-training experiment, if new), with
+    MLflow's context tags (who, from what, which commit) besides `tags`, and `dataset` (an MLflow
+    DatasetInput) as its input."""
+    from .context import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, context_tags
     mlflow_client = client(uri)
     exp = mlflow_client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp is not None else mlflow_client.create_experiment(
-        experiment, artifact_location=artifact_location)
-    run = mlflow_client.create_run(exp_id, run_name=run_name, tags={SEARCH_TAG: run_name, **tags})
+        experiment, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if exp is not None and EXPERIMENT_KIND_TAG not in exp.tags:
+        mlflow_client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    run = mlflow_client.create_run(exp_id, run_name=run_name,
+                                   tags={**context_tags("search.run"), SEARCH_TAG: run_name, **tags})
     log_params(mlflow_client, run.info.run_id, params)
+    if dataset is not None:
+        mlflow_client.log_inputs(run.info.run_id, datasets=[dataset])
     for a in artifacts or []:
         mlflow_client.log_artifact(run.info.run_id, a)
     return run.info.run_id
+
+
+def runs_table_url(server: str, experiment_id: str) -> str:
+    """The page of MLflow's UI that lists an experiment's training runs. MLflow 3.17 opens an
+    experiment on its GenAI overview (traces) unless the URL asks for the machine-learning workflow;
+    the experiment's kind tag alone does not change that (checked in Chromium: tests/test_cluster.py)."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+def runs_table_hint(uri: str, parent_run_id: str) -> str:
+    """Where a user sees a search's runs: the URL on a tracking server, else the `mlflow ui` command
+    for the store and the URL it then serves."""
+    experiment_id = client(uri).get_run(parent_run_id).info.experiment_id
+    if uri.startswith(("http://", "https://")):
+        return runs_table_url(uri, experiment_id)
+    return (f"mlflow ui --backend-store-uri {uri}   then open "
+            f"{runs_table_url('http://127.0.0.1:5000', experiment_id)}")
 
 
 def reopen_parent(uri: str, run_id: str) -> None:

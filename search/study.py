@@ -1,0 +1,142 @@
+"""The search's Optuna study, kept in a storage that outlives the search.
+
+Every search has one study, named after the search, in one of:
+
+- a journal file in the search folder, STORAGE/NAME/optuna.journal: the default for a local folder
+  or a shared one (`--shared-storage`). Only the driver writes it (the searcher runs there), and
+  Optuna's journal is an append-only file with a lock file beside it, safe on a shared file system.
+- a database URL (or a journal file elsewhere): `--optuna-storage`, else `sampler.storage` in the space
+  file, else OPTUNA_STORAGE (the variable Optuna's own CLI reads). On a cluster: a database of its own
+  on the PostgreSQL server MLflow uses, e.g. postgresql+psycopg://mlflow@postgres:5432/optuna.
+  A URL never holds a password (it would be written to search.json and Tune's state): PostgreSQL
+  reads it from PGPASSWORD or a ~/.pgpass (PGPASSFILE) entry.
+
+The searcher (search/searcher.py) asks and tells it trial by trial, so `optuna.load_study` and
+optuna-dashboard see every trial with its state and values while the search runs and after it:
+
+    optuna.load_study(study_name="quickstart",
+                      storage=JournalStorage(JournalFileBackend("ray_results/quickstart/optuna.journal")))
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from . import storage
+from .folder import SearchFolder
+
+JOURNAL_FILE = "optuna.journal"
+STORAGE_ENV = "OPTUNA_STORAGE"
+
+
+class StudyError(RuntimeError):
+    """An Optuna storage or study that cannot be used as asked; one line with the fix."""
+
+
+def is_url(where: str) -> bool:
+    return "://" in where
+
+
+def resolve_storage(cli: Optional[str], space_file: Optional[str], folder: SearchFolder) -> str:
+    """Where a new search keeps its study: --optuna-storage, sampler.storage, OPTUNA_STORAGE, else a
+    journal file in the search folder (which must then be a folder, not an object store)."""
+    for where, given in (("--optuna-storage", cli), ("sampler.storage", space_file),
+                         (STORAGE_ENV, os.environ.get(STORAGE_ENV))):
+        if given:
+            return check_storage(given, where)
+    if storage.is_uri(folder.path):
+        raise StudyError(f"the search's storage {folder.path} is an object store, which cannot hold the Optuna study; "
+                         f"give a database with --optuna-storage (e.g. postgresql+psycopg://USER@HOST:5432/optuna)")
+    return folder.file(JOURNAL_FILE)
+
+
+def check_storage(given: str, where: str) -> str:
+    """A database URL without a password, or a journal file's path; a file's path made absolute."""
+    if not is_url(given):
+        return str(Path(given).expanduser().resolve())
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        url = make_url(given)
+    except (ArgumentError, ValueError):
+        raise StudyError(f"{where}: {given!r} is not a database URL; use e.g. sqlite:///optuna.db or "
+                         f"postgresql+psycopg://USER@HOST:5432/optuna, or a journal file's path") from None
+    if url.password:
+        raise StudyError(f"{where}: the URL holds a password, which would be written to search.json and Tune's "
+                         f"state; drop it from the URL and give it in PGPASSWORD (or a ~/.pgpass entry)")
+    if url.drivername.startswith("sqlite") and url.database and not Path(url.database).is_absolute():
+        # kept absolute, as search.json keeps it: --resume from another folder finds the same file
+        return url.set(database=str(Path(url.database).expanduser().resolve())).render_as_string()
+    return given
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """A study by where it is stored and its name; plain data (pickled in Tune's state)."""
+
+    storage: str   # a database URL, or the path of a journal file
+    name: str
+
+    def open_storage(self) -> Any:
+        import optuna
+        if is_url(self.storage):
+            return optuna.storages.RDBStorage(self.storage)
+        from optuna.storages.journal import JournalFileBackend
+        Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(self.storage))
+
+    def exists(self) -> bool:
+        import optuna
+        if not is_url(self.storage) and not Path(self.storage).exists():
+            return False
+        return self.name in optuna.get_all_study_names(self._storage_or_fail())
+
+    def check_new(self) -> None:
+        """A new search may use this name: the storage holds no study of that name that ran a trial
+        (an empty one is left by a start that failed before its first trial, and is made anew)."""
+        if self._ran_trials():
+            raise StudyError(f"the Optuna storage {self.storage} already holds a study named {self.name!r} with "
+                             f"trials; start the search with another --name, or delete that study "
+                             f"(optuna delete-study --study-name {self.name} --storage ...)")
+
+    def create(self, mode: str, points: Optional[list[dict[str, Any]]] = None) -> None:
+        """A new study, with the points to evaluate first queued."""
+        import optuna
+        self.check_new()
+        if self.exists():
+            optuna.delete_study(study_name=self.name, storage=self._storage_or_fail())
+        study = optuna.create_study(storage=self._storage_or_fail(), study_name=self.name,
+                                    direction="minimize" if mode == "min" else "maximize")
+        for point in points or []:
+            study.enqueue_trial(point)
+
+    def _ran_trials(self) -> bool:
+        from optuna.trial import TrialState
+        if not self.exists():
+            return False
+        return any(t.state != TrialState.WAITING for t in self.load().get_trials(deepcopy=False))
+
+    def load(self, sampler: Any = None) -> Any:
+        import optuna
+        if not self.exists():
+            raise StudyError(f"the Optuna storage {self.storage} holds no study named {self.name!r}; was it "
+                             f"deleted? (start a new search with --name)")
+        return optuna.load_study(study_name=self.name, storage=self._storage_or_fail(), sampler=sampler,
+                                 pruner=optuna.pruners.NopPruner())
+
+    def _storage_or_fail(self) -> Any:
+        try:
+            return self.open_storage()
+        except Exception as e:  # noqa: BLE001 - a database that cannot be reached: one line
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StudyError(f"the Optuna storage {self.storage} cannot be opened ({first}); check the URL, that the "
+                             f"server runs, and PGPASSWORD / ~/.pgpass") from None
+
+    def how_to_load(self) -> str:
+        """The Python line that opens this study, for messages and the README."""
+        if is_url(self.storage):
+            return f'optuna.load_study(study_name="{self.name}", storage="{self.storage}")'
+        return (f'optuna.load_study(study_name="{self.name}", storage=optuna.storages.JournalStorage('
+                f'optuna.storages.journal.JournalFileBackend("{self.storage}")))')

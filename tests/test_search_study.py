@@ -1,0 +1,72 @@
+"""search/study.py: where a search's Optuna study is kept, and the one-line errors for a storage or
+a study that cannot be used (the searcher on a real search: tests/test_search_ray.py; on PostgreSQL:
+tests/test_cluster.py)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.folder import SearchFolder
+from search.study import STORAGE_ENV, StudyError, StudyRef, check_storage, resolve_storage
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_where_a_new_search_keeps_its_study(tmp_path, monkeypatch):
+    folder = SearchFolder(str(tmp_path / "results" / "s"))
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    assert resolve_storage(None, None, folder) == str(tmp_path / "results" / "s" / "optuna.journal")
+    monkeypatch.setenv(STORAGE_ENV, "postgresql+psycopg://env@db/optuna")
+    assert resolve_storage(None, None, folder) == "postgresql+psycopg://env@db/optuna"
+    assert resolve_storage(None, "postgresql+psycopg://file@db/optuna", folder) == "postgresql+psycopg://file@db/optuna"
+    assert resolve_storage("postgresql+psycopg://flag@db/optuna", "x", folder) == "postgresql+psycopg://flag@db/optuna"
+    monkeypatch.delenv(STORAGE_ENV)
+    with pytest.raises(StudyError, match="object store, which cannot hold the Optuna study; give a database"):
+        resolve_storage(None, None, SearchFolder("s3://bucket/searches/s"))
+
+
+def test_a_url_with_a_password_or_that_is_no_url_is_refused_and_files_are_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StudyError) as e:
+        check_storage("postgresql://user:secret@db/optuna", "sampler.storage")
+    assert "sampler.storage: the URL holds a password" in str(e.value) and "secret" not in str(e.value)
+    with pytest.raises(StudyError, match="is not a database URL"):
+        check_storage("sqlite://:nope:x", "--optuna-storage")
+    assert check_storage("sqlite:///studies.db", "f") == f"sqlite:///{tmp_path}/studies.db"
+    assert check_storage("studies.journal", "f") == str(tmp_path / "studies.journal")
+
+
+def test_a_name_whose_study_ran_trials_is_refused_and_an_empty_one_is_made_anew(tmp_path):
+    ref = StudyRef(str(tmp_path / "optuna.journal"), "s")
+    assert not ref.exists()
+    ref.create("min", [{"x": 1.0}])            # a start that failed before its first trial
+    ref.create("max")                          # made anew: no queued point, the new direction
+    study = ref.load()
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE and study.trials == []
+    study.tell(study.ask(), 1.0)
+    with pytest.raises(StudyError, match="already holds a study named 's' with trials; start the search with another --name"):
+        ref.check_new()
+    with pytest.raises(StudyError, match="holds no study named 'other'"):
+        StudyRef(ref.storage, "other").load()
+
+
+def test_a_database_that_does_not_answer_is_one_line(tmp_path):
+    ref = StudyRef(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/optuna", "s")
+    with pytest.raises(StudyError) as e:
+        ref.exists()
+    assert str(e.value).startswith(f"the Optuna storage {ref.storage} cannot be opened (") and "\n" not in str(e.value)
+
+
+def test_search_run_refuses_a_password_in_the_storage_url_before_ray_starts(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "search.run", str(ROOT / "spaces" / "quickstart.yaml"), "--storage",
+                        str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                        "--optuna-storage", "postgresql://user:secret@127.0.0.1/optuna"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--optuna-storage: the URL holds a password" in r.stderr and "secret" not in r.stderr
+    assert not (tmp_path / "results").exists()
