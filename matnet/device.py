@@ -25,9 +25,31 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+# Where `train.amp` turns bf16 autocast on. The CPU supports it too, but it is not faster there and
+# configs written before bf16 became opt-in say amp=true for CPU runs that trained in fp32; tests add
+# "cpu" here to reproduce bf16 numerics without a GPU.
+AUTOCAST_DEVICES: tuple[str, ...] = ("cuda",)
+
+
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (the likelihoods and KLs are computed in fp32 regardless)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    """bf16 autocast where AUTOCAST_DEVICES allows it (the likelihoods and KLs are computed in fp32
+    regardless)."""
+    on = enabled and device.type in AUTOCAST_DEVICES
+    return torch.autocast(device.type if on else "cpu", dtype=torch.bfloat16, enabled=on)
+
+
+def use_tf32(device: torch.device) -> None:
+    """fp32 matrix products and convolutions on CUDA through TF32 tensor cores (10-bit mantissa
+    products, fp32 accumulation): the default precision of training on a GPU. The KLs, likelihoods
+    and importance weights are elementwise fp32 work that TF32 does not touch."""
+    if device.type != "cuda":
+        return
+    if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        torch.backends.cuda.matmul.fp32_precision = "tf32"  # the API of torch >= 2.9
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 @contextlib.contextmanager
