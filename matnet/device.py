@@ -42,14 +42,22 @@ def use_tf32(device: torch.device) -> None:
     """fp32 matrix products and convolutions on CUDA through TF32 tensor cores (10-bit mantissa
     products, fp32 accumulation): the default precision of training on a GPU. The KLs, likelihoods
     and importance weights are elementwise fp32 work that TF32 does not touch."""
-    if device.type != "cuda":
-        return
+    if device.type == "cuda":
+        set_tf32(True)
+
+
+def set_tf32(enabled: bool) -> bool:
+    """Turn TF32 for CUDA matrix products and convolutions on or off; returns whether it was on.
+    torch >= 2.9 has a new API and refuses a mix of it with the old flags, so one function owns both."""
     if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        torch.backends.cuda.matmul.fp32_precision = "tf32"  # the API of torch >= 2.9
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        was = torch.backends.cuda.matmul.fp32_precision == "tf32"
+        value = "tf32" if enabled else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = value
+        torch.backends.cudnn.conv.fp32_precision = value
+        return was
+    was = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    return was
 
 
 @contextlib.contextmanager

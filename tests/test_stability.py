@@ -130,3 +130,31 @@ def test_a_diverged_run_names_the_step_and_the_first_module_that_went_non_finite
         train(cfg, None, progress=False)
     msg = str(e.value)
     assert "\n" not in msg and "from step 3" in msg and "module metas.0.td.0 gave the first non-finite output" in msg
+
+
+@pytest.mark.slow
+def test_the_compiled_step_resumes_exactly_and_skips_on_the_device(tmp_path):
+    """torch.compile's CPU path (inductor, a C++ compiler): the same guarantees as the eager step. The
+    first compilation takes minutes on a small CPU; later models of the same layout reuse it."""
+    from matnet.checkpoint import load_checkpoint
+    cfg = micro_config(max_steps=8, eval_every_steps=4, kl_warmup_steps=6, compile="true")
+    m = train(cfg, tmp_path / "straight", progress=False)
+    assert m["compiled"] and m["skipped_steps"] == 0
+    train(cfg.override("train.max_steps", 4), tmp_path / "resumed", progress=False)
+    train(cfg, tmp_path / "resumed", progress=False)
+    a, _, _ = load_checkpoint(tmp_path / "straight" / "checkpoint")
+    b, _, _ = load_checkpoint(tmp_path / "resumed" / "checkpoint")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    model = MatNet(cfg.model, (1, 28, 28))
+    opt = make_optimizer(model, cfg.train.betas, 1e-3, cfg.train.weight_decay)
+    step = TrainStep(model, opt, torch.device("cpu"), amp=False, compile=True, grad_clip=100.0)
+    x = torch.bernoulli(torch.full((100, 1, 28, 28), 0.2))
+    step(x, 0, 1.0, 1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    step(bad, 1, 1.0, 1e-3)
+    assert all(torch.equal(b0, p) for b0, p in zip(before, model.parameters()))
+    c = step.read()
+    assert (c["updates"], c["skipped"], c["in_a_row"]) == (1, 1, 1)
