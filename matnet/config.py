@@ -108,6 +108,12 @@ class DataConfig:
 class TrainConfig:
     batch_size: int = 100
     lr: float = 1e-3
+    # Learning-rate warm-up: the rate rises linearly from lr / N to lr over the first N steps (0: none;
+    # -1: N = 2 / (1 - beta2), 200 steps for beta2 = 0.99). Adam's first updates rest on a second-moment
+    # estimate of one or two gradients, so each weight moves by about +-lr whatever its gradient; in
+    # the MatNet's unnormalised residual stacks (eqs. 7, 9, 10) those moves compound into exploding
+    # states and KL spikes (README, "Training one model"). Configs written before this key run without.
+    lr_warmup_steps: int = -1
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 1e-5  # L2, as the author's code
     # Epochs (counted from 0) at which the learning rate is halved.
@@ -122,14 +128,25 @@ class TrainConfig:
     eval_every_steps: int = 0
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
-    # bf16 autocast on CUDA (ignored on CPU).
-    amp: bool = True
+    # bf16 autocast on CUDA (ignored on CPU). Off by default: a MatNet step at the paper's sizes is
+    # bound by kernel launches, not arithmetic, and bf16's casts add kernels (measured no faster on an
+    # H100/H200); CUDA runs fp32 with TF32 matrix products instead. Configs written before this change
+    # said true, and keep it.
+    amp: bool = False
+    # torch.compile the training step: "auto" (on for CUDA, with CUDA graphs; off on the CPU, where
+    # compiling costs minutes and was not measured faster), "true" or "false".
+    compile: str = "auto"
     # Stop with an error after this many consecutive non-finite updates (each is skipped).
     max_nonfinite_in_a_row: int = 50
     # Weight lambda of the inference regularizer (eq. 13): the free energy of samples drawn from the
     # model, maximised over the inference network only (0: off). Costs a draw from the model and one
     # more forward pass per step; with the autoregressive head the draw is pixel by pixel (slow).
     inference_reg_weight: float = 0.0
+
+
+# Keys added after configs were first written, with the value that reproduces what a config written
+# before them did (a missing key in a saved config.json means "as it was", not "the new default").
+LEGACY_DEFAULTS: dict[type, dict[str, Any]] = {TrainConfig: {"lr_warmup_steps": 0}}
 
 
 @dataclass
@@ -238,6 +255,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             prefix = f"{where}." if where else ""
             raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; known keys: "
                               f"{', '.join(prefix + n for n in sorted(names))}")
+        value = {**{k: v for k, v in LEGACY_DEFAULTS.get(tp, {}).items() if k not in value}, **value}
         kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in value.items()}
         try:
             return tp(**kwargs)
@@ -266,6 +284,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"config key '{where}' must be a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, bool):  # --set train.compile=false parses as JSON false
+            return "true" if value else "false"
         if not isinstance(value, str):
             raise ConfigError(f"config key '{where}' must be a string, got {value!r}")
         return value

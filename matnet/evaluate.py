@@ -3,11 +3,16 @@ validation split at every report, and the test log-likelihood as the IWAE bound 
 samples per image (2500 by default, as in the paper), with the ELBO and the mean KL of every layer.
 
     python -m matnet.evaluate runs/tiny/checkpoint --samples 1000 --limit 1000 --json eval.json
+
+`--limit N` scores a seeded sample of N images spread over the whole split (subset.py), the same for
+every model; the JSON records it (`subset`) and the printed table says the figure is not on the full
+split. On a GPU the IWAE passes are sized from free memory to fill the card (objectives.rows_that_fit).
 """
 from __future__ import annotations
 
 import math
 from functools import partial
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,10 +25,12 @@ from .checkpoint import load_checkpoint
 from .locate import checkpoint_folder
 from .config import ConfigError
 from .data import Split, load_split
+from . import device as devices
 from .device import autocast, resolve_device, seeded_rng
 from .masks import MaskMaker, fixed_masks
 from .model import MatNet
-from .objectives import iwae_bound
+from .objectives import CPU_ROWS_PER_PASS, iwae_bound, rows_that_fit
+from .subset import caption, describe, subset_indices
 
 
 def bits_per_dim(nll_nats: float, shape: tuple[int, ...]) -> float:
@@ -62,19 +69,28 @@ def evaluate_elbo(model: MatNet, split: Split, limit: int, batch_size: int, devi
     return m
 
 
-def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int = 10,
-                  device: torch.device | str = "cpu", rows_per_pass: int = 1000, seed: int = 0,
-                  amp: bool = True, progress: bool = True, masks: MaskMaker | None = None,
-                  make_bar: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """IWAE_k and ELBO over the first `limit` images (0: all) of a split, in nats per image (as
-    negative log-likelihood bounds: lower is better). A conditional MatNet is scored on its unknown
-    pixels (eq. 6), under masks drawn by `masks` (default: the model's own, those of its training
-    data) with a seeded generator. `make_bar(total=, desc=, unit=)` makes the progress bar (default:
-    tqdm's, shown when `progress`); a Ray task passes Ray's, which the driver shows."""
+def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int = 0,
+                  device: torch.device | str = "cpu", rows_per_pass: int = 0, seed: int = 0,
+                  amp: bool = False, progress: bool = True, masks: MaskMaker | None = None,
+                  subset_seed: int = 0, make_bar: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """IWAE_k and ELBO over a split (or a seeded sample of `limit` images spread over it: subset.py),
+    in nats per image (as negative log-likelihood bounds: lower is better). A conditional MatNet is
+    scored on its unknown pixels (eq. 6), under masks drawn by `masks` (default: the model's own,
+    those of its training data) with a seeded generator.
+
+    `rows_per_pass` (network rows, images x samples, per forward pass; 0: as many as fit, from the
+    device's free memory) and `batch_size` (images per batch; 0: enough to fill a pass) change only
+    the speed: the k importance weights of an image are combined by one log-sum-exp in float64.
+    `make_bar(total=, desc=, unit=)` makes the progress bar (default: tqdm's, shown when `progress`); a
+    Ray task passes Ray's, which the driver shows."""
     if k < 1:
         raise ConfigError(f"--samples must be >= 1, got {k}")
+    if limit < 0 or batch_size < 0 or rows_per_pass < 0:
+        raise ConfigError(f"--limit, --batch-size and --rows must be >= 0 (0: automatic), got {limit}, "
+                          f"{batch_size}, {rows_per_pass}")
     device = torch.device(device)
-    n = len(split) if limit <= 0 else min(limit, len(split))
+    indices = subset_indices(len(split), limit, subset_seed)
+    n = len(indices)
     known = None
     if is_conditional(model):
         masks = masks or model.masks
@@ -87,27 +103,36 @@ def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int 
     if make_bar is None:
         make_bar = partial(tqdm, disable=not progress, unit_scale=True, dynamic_ncols=True)
     bar = make_bar(total=n * k, desc=f"IWAE k={k}", unit="sample")
+    t0 = time.perf_counter()
     with seeded_rng(seed, device):
-        for start in range(0, n, batch_size):
-            idx = torch.arange(start, min(start + batch_size, n))
+        rows = rows_per_pass or (rows_that_fit(model, split.batch(indices[:1]).to(device), device, amp)
+                                 if device.type == "cuda" else CPU_ROWS_PER_PASS)
+        b = batch_size or max(1, min(n, rows // k))
+        for start in range(0, n, b):
+            idx = indices[start:start + b]
             x = split.batch(idx).to(device)
-            extra = {} if known is None else {"known": known[idx].to(device)}
+            extra = {} if known is None else {"known": known[start:start + b].to(device)}
             with autocast(device, amp):
-                est = iwae_bound(model, x, k, rows_per_pass, on_pass=lambda m, b=len(idx): bar.update(m * b), **extra)
+                est = iwae_bound(model, x, k, rows, on_pass=lambda m, nb=len(idx): bar.update(m * nb), **extra)
             iwae.append(est.iwae)
             elbo.append(est.elbo)
             kl.append(est.kl_per_layer)
+    iwae_t, elbo_t = torch.cat(iwae).double().cpu(), torch.cat(elbo).double().cpu()
+    seconds = time.perf_counter() - t0
     bar.close()
-    iwae_t, elbo_t = torch.cat(iwae).double(), torch.cat(elbo).double()
     result = {
         "nll_nats": -iwae_t.mean().item(),
         "nll_stderr": (iwae_t.std().item() / math.sqrt(n)) if n > 1 else 0.0,
         "elbo_nats": -elbo_t.mean().item(),
         "iwae_k": k,
         "n_images": n,
+        # None: the whole split; else which seeded sample of it (subset.py).
+        "subset": describe(len(split), limit, subset_seed),
         "kl_per_layer": [round(v, 5) for v in torch.cat(kl).mean(0).tolist()],
         "dataset": split.name,
         "standard_benchmark": split.standard,
+        "seconds": seconds, "samples_per_s": n * k / max(seconds, 1e-9),
+        "rows_per_pass": rows, "images_per_batch": b, "bf16": bool(amp and device.type in devices.AUTOCAST_DEVICES),
     }
     dims: Any = split.shape
     if known is not None:
@@ -122,7 +147,7 @@ def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int 
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print(f"{'data':>14}  {r['dataset']}  ({r['n_images']} images)")
+    print(f"{'data':>14}  {r['dataset']}  ({r['n_images']} images: {caption(r.get('subset'), 'split')})")
     if "bound_on" in r:
         print(f"{'bound on':>14}  {r['bound_on']}  (mask {r['mask']}, {r['unknown_pixels']:.0f} unknown pixels)")
     print(f"{'IWAE k=' + str(r['iwae_k']):>14}  {r['nll_nats']:.3f} nats  (+- {r['nll_stderr']:.3f})")
@@ -141,10 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--samples", type=cli.at_least(1), default=2500, help="importance samples K per image (default 2500)")
     p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=0,
-                   help="evaluate only the first N images (default: all)")
-    p.add_argument("--batch-size", type=cli.at_least(1), default=10, help="images per batch (default 10)")
-    p.add_argument("--rows", type=cli.at_least(1), default=1000,
-                   help="network rows (images x samples) per forward pass; lower it if memory is short")
+                   help="evaluate a seeded sample of N images spread over the split (default: all of it)")
+    p.add_argument("--subset-seed", type=int, default=0, help="which sample --limit takes (default 0)")
+    p.add_argument("--batch-size", type=cli.at_least(0, "0: automatic"), default=0,
+                   help="images per batch (default: enough to fill a pass)")
+    p.add_argument("--rows", type=cli.at_least(0, "0: automatic"), default=0,
+                   help="network rows (images x samples) per forward pass (default: as many as fit in memory)")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast on CUDA (importance weights still accumulate in fp32; default fp32)")
     p.add_argument("--data-dir", help="where the data set's files are (default: the checkpoint's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -164,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     validate(cfg, training=False)
     split = load_split(cfg.data, args.split)
     r = evaluate_iwae(model, split, args.samples, args.limit, args.batch_size, device, args.rows,
-                      args.seed, cfg.train.amp, progress=not args.quiet)
+                      args.seed, args.amp, progress=not args.quiet, subset_seed=args.subset_seed)
     r["split"], r["checkpoint"] = args.split, str(Path(args.checkpoint).resolve())
     print_table(r)
     if json_out is not None:

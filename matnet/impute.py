@@ -40,6 +40,7 @@ from .gibbs import METHOD_NAMES, METHODS, run_chains, unknown_log_likelihood
 from .masks import MaskMaker, fixed_masks, mask_maker
 from .objectives import iwae_bound
 from .plots import save_grid
+from .subset import caption, describe, subset_indices
 
 CONDITIONAL_METHOD = "conditional MatNet: z ~ p(z | x_k), x_u ~ p(x_u | z, x_k) (eq. 3)"
 
@@ -183,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--dataset", help="the data set to impute (default: the checkpoint's)")
     src.add_argument("--images", help="a folder of photographs to impute instead (resized to the model's images)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=1000, help="images to score (default 1000; 0: all)")
+    p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=1000,
+                   help="images to score: a seeded sample spread over the split (default 1000; 0: all)")
+    p.add_argument("--subset-seed", type=int, default=0, help="which sample --limit takes (default 0)")
     p.add_argument("--mask", help="quadrants | occluders | centre | an image file, white = unknown "
                                   "(default: the checkpoint's data.mask)")
     p.add_argument("--visible", type=int, choices=[1, 2, 3], help="quadrants: visible ones (default: a row for each)")
@@ -215,14 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     shape = tuple(model.image_shape)
     settings = mask_settings(args, cfg, shape)
     split, source = load_images(args, cfg, shape)
-    n = len(split) if args.limit <= 0 else min(args.limit, len(split))
+    # --images reads the first --limit files of the folder (sorted by path); a split is sampled.
+    indices = torch.arange(len(split)) if args.images else subset_indices(len(split), args.limit, args.subset_seed)
+    subset = None if args.images else describe(len(split), args.limit, args.subset_seed)
+    n = len(indices)
     conditional = is_conditional(model)
     method = CONDITIONAL_METHOD if conditional else METHOD_NAMES[args.method]
     if hasattr(model, "stage2"):
         method += "; two-stage: stage 2 refines stage 1's imputation"
 
     # The same images, binarizations and masks for every model scored with the same --seed.
-    x_all = split.batch(torch.arange(n), torch.Generator().manual_seed(args.seed))
+    x_all = split.batch(indices, torch.Generator().manual_seed(args.seed))
     torch.manual_seed(args.seed)
     rows = []
     for i, (label, maker) in enumerate(settings):
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                      "runs low at small k)"),
         **top,
         "mse_units": "per unknown pixel value, intensities on a [0, 1] scale; mean imputation = mean of the samples",
-        "iwae_k": args.iwae_k, "samples": args.samples, "n_images": n,
+        "iwae_k": args.iwae_k, "samples": args.samples, "n_images": n, "subset": subset,
         "mask": "quadrants: 1, 2 and 3 visible (mean of the rows)" if len(rows) > 1 else rows[0]["mask"],
         "table": rows, "dataset": source, "split": None if args.images else args.split,
         "checkpoint": str(Path(args.checkpoint).resolve()), "grid": str(grid), "seed": args.seed,
@@ -264,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(r: dict[str, Any]) -> None:
     print(f"{'method':>9}  {r['method']}")
     print(f"{'NLL':>9}  {r['nll_kind']}, k={r['iwae_k']}")
-    print(f"{'data':>9}  {r['dataset']}  ({r['n_images']} images)")
+    print(f"{'data':>9}  {r['dataset']}  ({r['n_images']} images"
+          + (f": {caption(r['subset'], 'split')})" if r.get("split") else ")"))
     rows = r["table"] + ([{**r, "mask": "mean"}] if len(r["table"]) > 1 else [])
     w = max(9, *(len(row["mask"]) for row in rows))
     print(f"{'mask':>{w}} {'NLL (nats)':>11} {'MSE':>8} {'unknown px':>11}" + ("  accept" if "chain" in r else ""))

@@ -50,15 +50,17 @@ def iwae_bound(model: MatNet, x: torch.Tensor, k: int, rows_per_pass: int = 2000
     """The IWAE bound with k importance samples for every image of the batch x.
 
     The k samples are drawn in passes of at most `rows_per_pass` network rows (images x samples),
-    so any k fits in memory; the log-weights of all passes are kept (k floats per image) and
-    combined by one log-sum-exp at the end, which is exact (no running-average error).
+    so any k fits in memory; the log-weights of all passes are kept on the device in fp32 (k floats
+    per image, whatever precision the networks ran in: log p(x|z) and the Gaussian log-densities are
+    computed in fp32) and combined by one log-sum-exp in float64 at the end, which is exact (no
+    running-average error). Nothing is read back to the host before that.
     `on_pass(n)` is told how many samples per image each pass drew, for progress bars.
     `per_image` tensors (first axis: the images of x) go to the model as keyword arguments beside
     x: `known=` masks give a conditional MatNet's bound on log p(x_u | x_k) (eq. 6).
     """
     b = x.shape[0]
     per_pass = max(1, min(k, rows_per_pass // b)) if b <= rows_per_pass else 1
-    log_w, elbo_sum, kl_sum, done = [], torch.zeros(b), None, 0
+    log_w, elbo_sum, kl_sum, done = [], None, None, 0
     chunks = [0] if b <= rows_per_pass else list(range(0, b, rows_per_pass))
     images = [x[s:s + rows_per_pass] for s in chunks]
     extras = [{name: t[s:s + rows_per_pass] for name, t in per_image.items()} for s in chunks]
@@ -68,16 +70,43 @@ def iwae_bound(model: MatNet, x: torch.Tensor, k: int, rows_per_pass: int = 2000
         for xs, extra in zip(images, extras):
             rep = xs.repeat_interleave(n, dim=0)               # [bs * n, ...], samples of one image adjacent
             out = model(rep, **{name: t.repeat_interleave(n, dim=0) for name, t in extra.items()})
-            parts_w.append(out.log_weight.float().view(-1, n).cpu())
-            parts_elbo.append(out.elbo.float().view(-1, n).sum(1).cpu())
-            parts_kl.append(out.kl_per_layer.float().view(xs.shape[0], n, -1).sum(1).cpu())
+            parts_w.append(out.log_weight.float().view(-1, n))
+            parts_elbo.append(out.elbo.float().view(-1, n).sum(1))
+            parts_kl.append(out.kl_per_layer.float().view(xs.shape[0], n, -1).sum(1))
         log_w.append(torch.cat(parts_w))
-        elbo_sum += torch.cat(parts_elbo)
+        elbo = torch.cat(parts_elbo)
         kl = torch.cat(parts_kl)
+        elbo_sum = elbo if elbo_sum is None else elbo_sum + elbo
         kl_sum = kl if kl_sum is None else kl_sum + kl
         done += n
         if on_pass is not None:
             on_pass(n)
     log_w = torch.cat(log_w, 1).double()
     iwae = (torch.logsumexp(log_w, 1) - math.log(k)).float()
-    return BoundEstimate(iwae=iwae, elbo=elbo_sum / k, kl_per_layer=kl_sum / k)
+    return BoundEstimate(iwae=iwae.cpu(), elbo=(elbo_sum / k).cpu(), kl_per_layer=(kl_sum / k).cpu())
+
+
+# Rows per IWAE pass on the CPU, where memory is plentiful and a pass's speed does not depend on its size.
+CPU_ROWS_PER_PASS = 1000
+# Largest pass tried on a GPU: beyond this the card is long full and a pass only costs more memory.
+MAX_ROWS_PER_PASS = 1 << 16
+
+
+@torch.no_grad()
+def rows_that_fit(model: MatNet, x1: torch.Tensor, device: torch.device, amp: bool = False,
+                  share: float = 0.5) -> int:
+    """How many network rows an IWAE pass of this model can take on `device`: on CUDA, `share` of the
+    free memory (torch.cuda.mem_get_info) divided by the peak memory of one row, measured by a probe
+    pass of 256 rows of the image x1 [1, C, H, W]; on the CPU a fixed CPU_ROWS_PER_PASS."""
+    from .device import autocast
+    if device.type != "cuda":
+        return CPU_ROWS_PER_PASS
+    probe = 256
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with autocast(device, amp):
+        model(x1.repeat_interleave(probe, dim=0))
+    per_row = max(1, (torch.cuda.max_memory_allocated(device) - base) / probe)
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(probe, min(MAX_ROWS_PER_PASS, share * free // per_row)))

@@ -113,10 +113,15 @@ def load_optimizer_state(opt: torch.optim.Optimizer, state: dict[str, Any], ckpt
     (torch checks the group sizes, not the shapes of the moments: a wrong shape would fail at the first
     step, with a traceback)."""
     bad = f"{ckpt / 'train_state.pt'}: its optimizer state does not fit this model's parameters; {FRESH_OPTIMIZER_ADVICE}"
+    # A state saved by the unfused Adam of older runs carries fused=None, which would switch this
+    # optimizer's fusing off again (and with it the device-side skip of step.py): keep its own.
+    impl = {k: opt.defaults[k] for k in ("fused", "foreach", "capturable") if k in opt.defaults}
     try:
         opt.load_state_dict(state)
     except (ValueError, KeyError, TypeError, RuntimeError, IndexError):
         raise CheckpointError(bad) from None
+    for group in opt.param_groups:
+        group.update(impl)
     for group in opt.param_groups:
         for p in group["params"]:
             for v in opt.state.get(p, {}).values():

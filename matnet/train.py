@@ -5,6 +5,10 @@
 Every random draw of step s (the batch order of its epoch, the dynamic binarization, the
 reparametrization noise) is derived from (seed, epoch, step), so a run resumed from a checkpoint
 repeats exactly what the uninterrupted run would have done.
+
+The loop keeps the training images on the device and gathers and binarizes each batch there; the
+update itself (step.py) never waits for the device, and the loop reads values back only where it
+logs: at evaluations and every train.max_nonfinite_in_a_row steps (to stop a diverged run).
 """
 from __future__ import annotations
 
@@ -24,12 +28,12 @@ from .build import build_model
 from .checkpoint import save_checkpoint
 from .config import Config, ConfigError, parse_set
 from .data import load_split
-from .device import autocast, resolve_device
+from .device import resolve_device, use_tf32
 from .evaluate import evaluate_elbo
 from .masks import mask_maker
 from .metricslog import keep_through
-from .nonfinite import NonFiniteLossError
-from .objectives import elbo_loss, inference_regularizer
+from .nonfinite import NonFiniteLossError, locate
+from .step import TrainStep, make_optimizer, step_loss
 from .plots import plot_kl_per_layer, read_metrics
 from .presets import PRESETS, preset
 from .runfolder import check_run_folder, load_optimizer_state, resume_point
@@ -51,6 +55,32 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 def learning_rate(cfg: Config, epoch: int) -> float:
     halvings = sum(1 for e in cfg.train.lr_halve_epochs if epoch >= e)
     return cfg.train.lr * 0.5 ** halvings
+
+
+def warmup_steps(cfg: Config) -> int:
+    """Steps of the learning-rate warm-up: train.lr_warmup_steps, or 2 / (1 - beta2) for -1 (the
+    span over which Adam's second-moment estimate averages; Ma & Yarats 2021)."""
+    n = cfg.train.lr_warmup_steps
+    if n < -1:
+        raise ConfigError(f"train.lr_warmup_steps={n}: use a number of steps >= 0, or -1 for 2 / (1 - beta2)")
+    return round(2.0 / max(1.0 - cfg.train.betas[1], 1e-6)) if n == -1 else n
+
+
+def learning_rate_at(cfg: Config, step: int, steps_per_epoch: int) -> float:
+    """The rate of step `step`: the epoch's (halvings) times the linear warm-up."""
+    w = warmup_steps(cfg)
+    return learning_rate(cfg, step // steps_per_epoch) * (1.0 if w <= 0 else min(1.0, (step + 1) / w))
+
+
+def use_compile(cfg: Config, device: torch.device) -> bool:
+    """train.compile: auto compiles on CUDA (the unconditional model's step: the path the GPU check
+    measures); true / false force it."""
+    value = cfg.train.compile.lower()
+    if value not in ("auto", "true", "false", "on", "off"):
+        raise ConfigError(f"train.compile={cfg.train.compile!r}: use auto, true or false")
+    if value == "auto":
+        return device.type == "cuda" and cfg.data.task == "generate" and cfg.train.inference_reg_weight == 0
+    return value in ("true", "on")
 
 
 def kl_weight(cfg: Config, step: int) -> float:
@@ -77,7 +107,10 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         check_run_folder(out_dir, config)
     tc = config.train
     device = resolve_device(tc.device)
-    amp = tc.amp and device.type == "cuda"
+    warmup_steps(config)
+    use_compile(config, device)  # bad values of the two fail here, before any work
+    use_tf32(device)
+    amp = tc.amp
     out = Path(out_dir).expanduser() if out_dir is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
     point = resume_point(out, config, device, fresh_optimizer) if out is not None else None
@@ -96,7 +129,8 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
     if config.data.task == "impute":
         masks = mask_maker(config.data, train_split.shape)
         model.set_data_mean(train_split.images)  # the fill of unknown pixels
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    opt = make_optimizer(model, tc.betas, tc.lr, tc.weight_decay)
+    step_fn = TrainStep(model, opt, device, amp, use_compile(config, device), tc.grad_clip, tc.inference_reg_weight)
     state = {"step": 0, "skipped_steps": 0, "train_seconds": 0.0}
     last: dict[str, Any] = {}
 
@@ -105,6 +139,7 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         if point.optimizer is not None:
             load_optimizer_state(opt, point.optimizer, ckpt_dir)
         state.update(point.counters)
+        step_fn.set_skipped(state["skipped_steps"])
         last = point.metrics
     if out is not None:
         # The checkpoint is the truth: metric lines after its step (or all, with no checkpoint) are redone.
@@ -115,23 +150,30 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
     deadline = time.monotonic() + tc.max_minutes * 60 if tc.max_minutes > 0 else math.inf
     bar = tqdm(total=plan.total_steps, initial=state["step"], disable=not progress, unit="step",
                desc=f"train {config.data.dataset}", dynamic_ncols=True)
-    run_loss, run_elbo, run_n, in_a_row = 0.0, 0.0, 0, 0
     t_seg = time.monotonic()
     images_seen_seg = 0
 
     def evaluate_and_save(final: bool) -> None:
-        nonlocal run_loss, run_elbo, run_n, t_seg, images_seen_seg, last
+        nonlocal t_seg, images_seen_seg, last
+        counters = step_fn.read()  # waits for the device: the segment's time is now exact
         now = time.monotonic()
         state["train_seconds"] += now - t_seg
+        state["skipped_steps"] = counters["skipped"]
+        run_n = counters["updates"]
         v = evaluate_elbo(model, valid_split, config.data.eval_limit, max(tc.batch_size, 100), device, amp,
                           masks=masks)
         step = state["step"]
         metrics = {
-            "step": step, "epoch": step / steps_per_epoch, "lr": learning_rate(config, step // steps_per_epoch),
+            "step": step, "epoch": step / steps_per_epoch,
+            "lr": learning_rate_at(config, max(step - 1, 0), steps_per_epoch),
             "kl_weight": kl_weight(config, step - 1),
-            "train_loss": run_loss / max(run_n, 1), "train_elbo_nats": run_elbo / max(run_n, 1),
+            "train_loss": counters["loss_sum"] / max(run_n, 1),
+            "train_elbo_nats": counters["neg_elbo_sum"] / max(run_n, 1),
             "skipped_steps": state["skipped_steps"], "train_seconds": state["train_seconds"],
             "images_per_s": images_seen_seg / max(now - t_seg, 1e-9),
+            "compiled": step_fn.compiled,
+            # Wall time of this process's first update: with train.compile, mostly the compilation.
+            **({"first_step_seconds": step_fn.first_step_seconds} if step_fn.first_step_seconds is not None else {}),
             **{f"val_{k}": v[k] for k in v if k != "n_images"},
             # The run's last evaluation: its budget is trained (or its time is up). A search tells a
             # trial that finished from one its scheduler stopped by this (search/outcome.py).
@@ -150,63 +192,65 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
                                     {"optimizer": opt.state_dict(), **state})
         if report is not None:
             report(metrics, saved)
-        run_loss, run_elbo, run_n, images_seen_seg = 0.0, 0.0, 0, 0
+        images_seen_seg = 0
         t_seg = time.monotonic()
 
     def out_of_budget() -> bool:
         return plan.is_last(state["step"]) or time.monotonic() >= deadline
 
+    def batch_of(step: int) -> torch.Tensor:
+        """The batch of step `step`: its images gathered and binarized on the device, with the global
+        generators seeded from (seed, step) first, so that the draws of the step follow from it."""
+        nonlocal order, order_epoch
+        epoch, pos = divmod(step, steps_per_epoch)
+        if order_epoch != epoch:  # one host-to-device copy per epoch
+            order, order_epoch = epoch_order(tc.seed, epoch, len(train_split)).to(device), epoch
+        torch.manual_seed(step_seed(tc.seed, step))
+        return train_split.batch(order[pos * tc.batch_size:(pos + 1) * tc.batch_size])
+
+    def stop_if_diverged() -> None:
+        c = step_fn.read(reset=False)
+        if c["in_a_row"] < tc.max_nonfinite_in_a_row:
+            return
+        bar.close()
+        start = c["run_start"]
+        x = batch_of(start)
+        known = masks(x.shape[0]).to(device) if masks is not None else None
+        where = locate(model, lambda: step_loss(model, x, torch.tensor(kl_weight(config, start)), known,
+                                                tc.inference_reg_weight, amp)[::2])
+        raise NonFiniteLossError(
+            f"training diverged: {c['in_a_row']} updates in a row (from step {start}) had a non-finite loss or "
+            f"gradient; {where}; the last good checkpoint is kept; lower train.lr or raise train.lr_warmup_steps")
+
     order, order_epoch = None, -1
+    check_every = max(1, tc.max_nonfinite_in_a_row)
+    first_step = True
     model.train()
     # Decided once per step, so that the evaluation that ends the run knows it is the last.
     stop = out_of_budget()
     while not stop:
         step = state["step"]
-        epoch, pos = divmod(step, steps_per_epoch)
-        if order_epoch != epoch:
-            order, order_epoch = epoch_order(tc.seed, epoch, len(train_split)), epoch
-        torch.manual_seed(step_seed(tc.seed, step))
-        idx = order[pos * tc.batch_size:(pos + 1) * tc.batch_size]
-        x = train_split.batch(idx.to(train_split.images.device))
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(config, epoch)
-        with autocast(device, amp):
-            out_ = model(x) if masks is None else model(x, masks(x.shape[0]).to(device))
-            # Eq. 13: lambda * (-free energy of model samples), gradient to the inference network only.
-            reg = inference_regularizer(model, x.shape[0]) if tc.inference_reg_weight > 0 else None
-        loss = elbo_loss(out_, kl_weight(config, step))
-        if reg is not None:
-            loss = loss + tc.inference_reg_weight * reg
-        opt.zero_grad(set_to_none=True)
-        ok = bool(torch.isfinite(loss))
-        if ok:
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
-            ok = bool(torch.isfinite(gnorm))
-        if ok:
-            opt.step()
-            in_a_row = 0
-            run_loss += loss.item()
-            run_elbo += -out_.elbo.float().mean().item()
-            run_n += 1
-        else:
-            # Skip (and count) an update whose loss or gradient is not finite.
-            opt.zero_grad(set_to_none=True)
-            state["skipped_steps"] += 1
-            in_a_row += 1
-            if in_a_row >= tc.max_nonfinite_in_a_row:
-                bar.close()
-                raise NonFiniteLossError(
-                    f"training diverged: {in_a_row} updates in a row had a non-finite loss or gradient "
-                    f"(step {step}); the last good checkpoint is kept; lower train.lr or raise train.kl_warmup_steps")
+        x = batch_of(step)
+        known = masks(x.shape[0]).to(device) if masks is not None else None
+        step_fn(x, step, kl_weight(config, step), learning_rate_at(config, step, steps_per_epoch), known)
         state["step"] += 1
         images_seen_seg += x.shape[0]
+        if first_step:
+            # The first update (with train.compile, the compilation; without, cuDNN's autotuning and
+            # the allocator's warm-up) is not throughput: the segment's clock starts after it
+            # (TrainStep timed it to the end of its device work: first_step_seconds).
+            t_first = time.monotonic()
+            state["train_seconds"] += t_first - t_seg
+            t_seg, images_seen_seg = t_first, 0
+        first_step = False
         bar.update(1)
-        if run_n:
-            bar.set_postfix(loss=f"{run_loss / run_n:.2f}", refresh=False)
         stop = out_of_budget()
-        if stop or state["step"] % plan.eval_every == 0:
+        evaluate_now = stop or state["step"] % plan.eval_every == 0
+        if evaluate_now or state["step"] % check_every == 0:
+            stop_if_diverged()
+        if evaluate_now:
             evaluate_and_save(final=stop)
+            bar.set_postfix(loss=f"{last['train_loss']:.2f}", refresh=False)
     if not last or last.get("step") != state["step"]:
         evaluate_and_save(final=True)  # a run that had nothing left to train (e.g. resumed at its end)
     bar.close()

@@ -120,6 +120,8 @@ def _train(t: TrainConfig) -> list[str]:
         ("seed", lambda v: 0 <= v < 2 ** 63, "between 0 and 2**63 - 1"),
         ("max_nonfinite_in_a_row", lambda v: v >= 1, ">= 1"),
         ("inference_reg_weight", lambda v: v >= 0, ">= 0 (0: off)"),
+        ("lr_warmup_steps", lambda v: v >= -1, ">= 0 (0: no warm-up), or -1 for 2 / (1 - beta2) steps"),
+        ("compile", lambda v: v.lower() in ("auto", "true", "false", "on", "off"), "auto, true or false"),
     ])
     for i, b in enumerate(t.betas):
         if not 0 <= b < 1:

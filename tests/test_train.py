@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+import matnet.step as step_mod
 import matnet.train as train_mod
 from matnet.checkpoint import load_checkpoint
 from matnet.nonfinite import NonFiniteLossError
@@ -60,7 +61,7 @@ def test_resume_refuses_another_model(tmp_path):
 
 
 def test_non_finite_updates_are_skipped_and_counted(tmp_path, monkeypatch):
-    real = train_mod.elbo_loss
+    real = step_mod.elbo_loss
     calls = {"n": 0}
 
     def sometimes_nan(out, w=1.0):
@@ -68,7 +69,7 @@ def test_non_finite_updates_are_skipped_and_counted(tmp_path, monkeypatch):
         loss = real(out, w)
         return loss * float("nan") if calls["n"] in (2, 3) else loss
 
-    monkeypatch.setattr(train_mod, "elbo_loss", sometimes_nan)
+    monkeypatch.setattr(step_mod, "elbo_loss", sometimes_nan)
     m = train(micro_config(max_steps=6), tmp_path / "run", progress=False)
     assert m["skipped_steps"] == 2 and m["step"] == 6
     assert all(torch.isfinite(p).all() for p in load_checkpoint(tmp_path / "run" / "checkpoint")[0].parameters())
@@ -76,14 +77,14 @@ def test_non_finite_updates_are_skipped_and_counted(tmp_path, monkeypatch):
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     cfg = micro_config(max_steps=4, eval_every_steps=2, max_nonfinite_in_a_row=3)
-    real = train_mod.elbo_loss
+    real = step_mod.elbo_loss
     calls = {"n": 0}
 
     def nan_after_two(out, w=1.0):
         calls["n"] += 1
         return real(out, w) * (float("nan") if calls["n"] > 2 else 1.0)
 
-    monkeypatch.setattr(train_mod, "elbo_loss", nan_after_two)
+    monkeypatch.setattr(step_mod, "elbo_loss", nan_after_two)
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         train(cfg.override("train.max_steps", 20), tmp_path / "run", progress=False)
     # Skipped updates leave the weights as they were: the last checkpoint (step 4, written while
