@@ -134,8 +134,9 @@ CORPUS = [
     ("evaluate", "{root}/search --samples 2", "is a search folder, not a checkpoint; its best checkpoint is"),
     ("evaluate", "{root}/file.txt", "is a file, not a checkpoint folder"),
     ("evaluate", "{root}/nowhere", "no checkpoint directory there"),
-    ("evaluate", "{root}/run/checkpoint --batch-size 0", "argument --batch-size: must be an integer >= 1"),
-    ("evaluate", "{root}/run/checkpoint --rows 0", "argument --rows: must be an integer >= 1"),
+    # 0 means "sized automatically" (from free memory on a GPU); below it is a mistake.
+    ("evaluate", "{root}/run/checkpoint --batch-size -1", "argument --batch-size: must be an integer >= 0"),
+    ("evaluate", "{root}/run/checkpoint --rows -1", "argument --rows: must be an integer >= 0"),
     ("evaluate", "{root}/run/checkpoint --samples 0", "argument --samples: must be an integer >= 1"),
     ("evaluate", "{root}/run/checkpoint --limit -1", "argument --limit: must be an integer >= 0"),
     ("evaluate", "{root}/run/checkpoint --split holdout", "argument --split: invalid choice"),
@@ -196,7 +197,7 @@ CORPUS = [
     # --- matnet.bench -----------------------------------------------------------------------------
     ("bench", "--json {root}/run/checkpoint/b.json", "inside the checkpoint folder"),
     ("bench", "--json {root}/empty", "is a folder"),
-    ("bench", "--steps 0", "argument --steps: must be an integer >= 1"),
+    ("bench", "--steps -1", "argument --steps: must be an integer >= 0"),
     ("bench", "quality --minutes 0", "argument --minutes: must be a number > 0"),
     ("bench", "quality --minutes nan", "argument --minutes: must be a number > 0"),
     ("bench", "quality --out {root}/run/checkpoint", "inside the checkpoint folder"),
@@ -226,7 +227,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(place, capsys, command
 SUBPROCESS = [
     ("train", "--preset tiny --out {root}/run/checkpoint --max-steps 1 --quiet", "is a checkpoint folder"),
     ("train", "--preset tiny --out {root}/new --max-steps -5 --quiet", "train.max_steps=-5"),
-    ("evaluate", "{root}/run/checkpoint --batch-size 0", "--batch-size"),
+    ("evaluate", "{root}/run/checkpoint --batch-size -1", "--batch-size"),
     ("sample", "{root}/run/checkpoint --out {root}/x.jpeg2", "not an image format"),
     ("impute", "{root}/cond/checkpoint --out {root}/grid.jpeg2", "not an image format"),
     ("bench", "quality --minutes 0", "--minutes"),
