@@ -57,18 +57,23 @@ def learning_rate(cfg: Config, epoch: int) -> float:
     return cfg.train.lr * 0.5 ** halvings
 
 
-def warmup_steps(cfg: Config) -> int:
-    """Steps of the learning-rate warm-up: train.lr_warmup_steps, or 2 / (1 - beta2) for -1 (the
-    span over which Adam's second-moment estimate averages; Ma & Yarats 2021)."""
+def warmup_steps(cfg: Config, total_steps: int | None = None) -> int:
+    """Steps of the learning-rate warm-up: train.lr_warmup_steps, or for -1 the span over which Adam's
+    second-moment estimate averages, 2 / (1 - beta2) (Ma & Yarats 2021), but at most a tenth of a
+    run of `total_steps`: a search's short trials (the quickstart's train 120 steps) would otherwise
+    never reach their rate, and ASHA would rank them at a fraction of it."""
     n = cfg.train.lr_warmup_steps
     if n < -1:
         raise ConfigError(f"train.lr_warmup_steps={n}: use a number of steps >= 0, or -1 for 2 / (1 - beta2)")
-    return round(2.0 / max(1.0 - cfg.train.betas[1], 1e-6)) if n == -1 else n
+    if n != -1:
+        return n
+    full = round(2.0 / max(1.0 - cfg.train.betas[1], 1e-6))
+    return full if total_steps is None else min(full, max(1, total_steps // 10))
 
 
-def learning_rate_at(cfg: Config, step: int, steps_per_epoch: int) -> float:
-    """The rate of step `step`: the epoch's (halvings) times the linear warm-up."""
-    w = warmup_steps(cfg)
+def learning_rate_at(cfg: Config, step: int, steps_per_epoch: int, total_steps: int | None = None) -> float:
+    """The rate of step `step` of a run of `total_steps`: the epoch's (halvings) times the linear warm-up."""
+    w = warmup_steps(cfg, total_steps)
     return learning_rate(cfg, step // steps_per_epoch) * (1.0 if w <= 0 else min(1.0, (step + 1) / w))
 
 
@@ -165,7 +170,7 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         step = state["step"]
         metrics = {
             "step": step, "epoch": step / steps_per_epoch,
-            "lr": learning_rate_at(config, max(step - 1, 0), steps_per_epoch),
+            "lr": learning_rate_at(config, max(step - 1, 0), steps_per_epoch, plan.total_steps),
             "kl_weight": kl_weight(config, step - 1),
             "train_loss": counters["loss_sum"] / max(run_n, 1),
             "train_elbo_nats": counters["neg_elbo_sum"] / max(run_n, 1),
@@ -232,7 +237,8 @@ def train(config: Config, out_dir: str | Path | None = None, report: Report | No
         step = state["step"]
         x = batch_of(step)
         known = masks(x.shape[0]).to(device) if masks is not None else None
-        step_fn(x, step, kl_weight(config, step), learning_rate_at(config, step, steps_per_epoch), known)
+        lr = learning_rate_at(config, step, steps_per_epoch, plan.total_steps)
+        step_fn(x, step, kl_weight(config, step), lr, known)
         state["step"] += 1
         images_seen_seg += x.shape[0]
         if first_step:

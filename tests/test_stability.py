@@ -46,10 +46,11 @@ def test_adams_first_steps_blow_up_without_the_warm_up_and_not_with_it(monkeypat
     # log-variance (eq. 11) reaches ~50, and exp() of it makes the KL ~1e19 and a gradient non-finite.
     before, m_before = early_run(monkeypatch, precision, lr_warmup_steps=0)
     assert max(before) > 1e12 and m_before["skipped_steps"] >= 1, (max(before), m_before["skipped_steps"])
-    # With the default warm-up (2 / (1 - beta2) = 200 steps) the same steps stay finite and no update
-    # is skipped. (The KL still rises to thousands of nats by step ~20: with a KL weight of ~0.002 the
-    # objective asks for sharp posteriors, and it gets them at the pace Adam allows.)
-    after, m_after = early_run(monkeypatch, precision, lr_warmup_steps=-1)
+    # With the default warm-up of a run of 2,000 steps or more (2 / (1 - beta2) = 200 steps; every
+    # preset's run is longer) the same steps stay finite and no update is skipped. (The KL still rises
+    # to thousands of nats by step ~20: with a KL weight of ~0.002 the objective asks for sharp
+    # posteriors, and it gets them at the pace Adam allows.)
+    after, m_after = early_run(monkeypatch, precision, lr_warmup_steps=200)
     assert all(math.isfinite(v) for v in after) and max(after) < 1e5, max(after)
     assert m_after["skipped_steps"] == 0
 
@@ -59,6 +60,12 @@ def test_the_warm_up_follows_beta2_and_older_configs_run_without_it():
     assert warmup_steps(cfg) == 200
     assert learning_rate_at(cfg, 0, 20) == pytest.approx(1e-3 / 200)
     assert learning_rate_at(cfg, 199, 20) == learning_rate_at(cfg, 5000, 20) == pytest.approx(1e-3)
+    # A run shorter than 2,000 steps warms up over a tenth of it: a search trial of 120 steps reaches
+    # its rate at step 12, not never.
+    assert warmup_steps(cfg, 2000) == warmup_steps(cfg, 10**6) == 200 and warmup_steps(cfg, 120) == 12
+    assert learning_rate_at(cfg, 5, 20, 120) == pytest.approx(1e-3 * 6 / 12)
+    assert learning_rate_at(cfg, 11, 20, 120) == learning_rate_at(cfg, 119, 20, 120) == pytest.approx(1e-3)
+    assert warmup_steps(cfg.override("train.lr_warmup_steps", 50), 120) == 50  # set: taken as it is
     d = cfg.to_dict()
     del d["train"]["lr_warmup_steps"]  # a config.json written before the key existed
     old = type(cfg).from_dict(d)
