@@ -82,6 +82,7 @@ def test_the_command_compares_real_searches_on_a_step_budget(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # above the suite's 15-minute limit: it runs 12 searches
 def test_the_full_comparison_of_the_readme(tmp_path):
     """The README's 1,200-step comparison (about 20 minutes on 2 cores): every strategy and seed runs
     to its budget, and early stopping buys configurations: with ASHA a run tries more trials for the
