@@ -15,8 +15,10 @@ from .data import training_images
 
 # The config keys a budget is counted from: a search that varies one of them has trials of different
 # lengths (and must tell its scheduler the longest).
+# Each key data.training_images reads is here: a new one there belongs here too.
 BUDGET_KEYS = ("train.epochs", "train.max_steps", "train.eval_every_steps", "train.batch_size",
-               "data.train_limit", "data.val_size", "data.dataset", "data.image_folder")
+               "data.train_limit", "data.val_size", "data.dataset", "data.image_folder", "data.binarize",
+               "data.data_dir")
 
 
 @dataclass(frozen=True)

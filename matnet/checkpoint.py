@@ -25,7 +25,6 @@ from .config import Config, ConfigError
 from .userfiles import read_json
 
 WEIGHTS = "model.safetensors"
-LEGACY_WEIGHTS = "model.pt"
 CONFIG = "config.json"
 META = "meta.json"
 TRAIN_STATE = "train_state.pt"
@@ -115,17 +114,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path / WEIGHTS))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{path / WEIGHTS}: corrupt weights file ({e}); restore it or retrain") from None
-    if (path / LEGACY_WEIGHTS).is_file():
-        try:
-            state = torch.load(path / LEGACY_WEIGHTS, map_location="cpu", weights_only=True)
-        except Exception as e:  # weights_only refuses pickled code with UnpicklingError; also truncation
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{path / LEGACY_WEIGHTS}: refused to load: not a plain state dict of "
-                                  f"tensors ({first}); checkpoints must hold weights only") from None
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CheckpointError(f"{path / LEGACY_WEIGHTS}: not a state dict of tensors")
-        return state
-    raise CheckpointError(f"{path}: neither {WEIGHTS} nor {LEGACY_WEIGHTS} is there")
+    raise CheckpointError(f"{path}: no {WEIGHTS} there (weights are read from safetensors only, never unpickled); "
+                          f"restore it or retrain")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[AnyMatNet, Config, dict[str, Any]]:
@@ -157,7 +147,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 # What resuming reads from train_state.pt, and the advice that works when it cannot be read: the
 # weights and the step are in model.safetensors and meta.json, so training can go on from them with a
 # new optimizer state (train.py, --fresh-optimizer).
-TRAIN_STATE_KEYS = {"optimizer": dict, "step": int, "skipped_steps": int, "train_seconds": float}
+TRAIN_STATE_KEYS = {"optimizer": dict, "step": int, "skipped_steps": int, "train_seconds": float, "warmup_steps": int}
 FRESH_OPTIMIZER_ADVICE = ("rerun with --fresh-optimizer to go on from the checkpoint's weights and step with a "
                           "new optimizer state, or use a new --out folder")
 

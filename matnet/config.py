@@ -145,11 +145,6 @@ class TrainConfig:
     inference_reg_weight: float = 0.0
 
 
-# Keys added after configs were first written, with the value that reproduces what a config written
-# before them did (a missing key in a saved config.json means "as it was", not "the new default").
-LEGACY_DEFAULTS: dict[type, dict[str, Any]] = {TrainConfig: {"lr_warmup_steps": 0}}
-
-
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -256,7 +251,6 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             prefix = f"{where}." if where else ""
             raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; known keys: "
                               f"{', '.join(prefix + n for n in sorted(names))}")
-        value = {**{k: v for k, v in LEGACY_DEFAULTS.get(tp, {}).items() if k not in value}, **value}
         kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in value.items()}
         try:
             return tp(**kwargs)

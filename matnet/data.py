@@ -110,12 +110,8 @@ def dataset_info(name: str) -> tuple[int, int, int]:
 def training_images(data: DataConfig) -> int:
     """How many images the training split of `data` holds, known without reading them (the
     training budget is counted from it: budget.py). The same arithmetic as load_split."""
-    _check_choice("data.dataset", data.dataset, DATASETS)
-    _check_choice("data.binarize", data.binarize, BINARIZATIONS)
+    check_source(data)
     if data.dataset == "image-folder":
-        if not data.image_folder:
-            raise ConfigError("data.dataset=image-folder needs data.image_folder=PATH, the folder of photographs "
-                              "(e.g. CelebA's img_align_celeba)")
         n_files = len(image_files(data.image_folder))
         in_file = n_files - max(1, n_files // 10)  # the last tenth is the test split (_load_image_folder)
     elif data.binarize == "fixed" and data.dataset == "mnist" and _find_amat(Path(data.data_dir).expanduser()):
@@ -132,19 +128,13 @@ def training_images(data: DataConfig) -> int:
 
 def load_split(data: DataConfig, split: str) -> Split:
     """One split of `data.dataset`, binarized as `data.binarize` asks (see the module docstring)."""
-    _check_choice("data.dataset", data.dataset, DATASETS)
-    _check_choice("data.binarize", data.binarize, BINARIZATIONS)
+    check_source(data)
     _check_choice("split", split, SPLITS)
     if data.val_size < 0 or data.train_limit < 0:
         raise ConfigError(f"data.val_size ({data.val_size}) and data.train_limit ({data.train_limit}) "
                           "must be >= 0")
-    data_dir = str(Path(data.data_dir).expanduser().resolve())
+    data_dir = str(Path(source_folder(data)).expanduser().resolve())
     prefix = f"{data.dataset}/{split}"
-    if data.dataset == "image-folder":
-        if not data.image_folder:
-            raise ConfigError("data.dataset=image-folder needs data.image_folder=PATH, the folder of photographs "
-                              "(e.g. CelebA's img_align_celeba)")
-        data_dir = str(Path(data.image_folder).expanduser().resolve())  # the folder is the data set's source
 
     if data.binarize == "fixed" and data.dataset == "mnist":
         amat = _find_amat(Path(data_dir))
@@ -181,7 +171,37 @@ def load_split(data: DataConfig, split: str) -> Split:
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not known; choose one of: {', '.join(allowed)}")
+        raise ConfigError(_unknown(key, value, allowed))
+
+
+def _unknown(key: str, value: str, allowed: tuple[str, ...]) -> str:
+    return f"{key}={value!r} is not known; choose one of: {', '.join(allowed)}"
+
+
+def source_problems(data: DataConfig) -> list[str]:
+    """What makes `data` name no data set to read, before any file is read: an unknown data set or
+    binarization, an image-folder data set without its folder. (The one place these rules live:
+    validate.py, the search's space checks and this module's readers ask here.)"""
+    found = []
+    if data.dataset not in DATASETS:
+        found.append(_unknown("data.dataset", data.dataset, DATASETS))
+    if data.binarize not in BINARIZATIONS:
+        found.append(_unknown("data.binarize", data.binarize, BINARIZATIONS))
+    if data.dataset == "image-folder" and not data.image_folder:
+        found.append("data.dataset=image-folder needs data.image_folder=PATH, the folder of photographs "
+                     "(e.g. CelebA's img_align_celeba)")
+    return found
+
+
+def check_source(data: DataConfig) -> None:
+    found = source_problems(data)
+    if found:
+        raise ConfigError(found[0])
+
+
+def source_folder(data: DataConfig) -> str:
+    """The folder the data set's files are read from first (the image folder, or data.data_dir)."""
+    return data.image_folder if data.dataset == "image-folder" else data.data_dir
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """What a folder is, told by the files in it: a checkpoint, a training run, a search.
 
-  checkpoint  model.safetensors (or model.pt) + config.json + meta.json [+ train_state.pt]: written
+  checkpoint  model.safetensors + config.json + meta.json [+ train_state.pt]: written
               whole and swapped in by checkpoint.save_checkpoint, so nothing else may live in it
   run         what matnet.train writes into --out: config.json, metrics.jsonl, kl_per_layer.png and a
               checkpoint/ folder (.checkpoint.old while a save is being swapped in)
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .checkpoint import CONFIG, LEGACY_WEIGHTS, META, WEIGHTS
+from .checkpoint import CONFIG, META, WEIGHTS
 
 # The names matnet.train writes in a run folder.
 RUN_CONFIG = "config.json"
@@ -25,9 +25,18 @@ RUN_PLOT = "kl_per_layer.png"
 RUN_CHECKPOINT = "checkpoint"
 RUN_FILES = (RUN_CONFIG, RUN_METRICS, RUN_PLOT, RUN_CHECKPOINT, f".{RUN_CHECKPOINT}.old")
 
-# Files only a search folder holds (search.run's own, and Ray Tune's experiment state).
-SEARCH_MARKERS = ("search.json", "tuner.pkl")
-SEARCH_GLOBS = ("experiment_state-*.json",)
+# What only a search folder holds: search.run's description of the search, and Ray Tune's experiment
+# state (every pickle, and its JSON state files, which may carry pickled entries). The search platform
+# reads these names from here (search/store/folder.py, search/store/provenance.py).
+SEARCH_INFO = "search.json"
+SEARCH_BEST = "best"
+TUNE_STATE = "tuner.pkl"
+TUNE_JSON_STATE_PREFIXES = ("experiment_state-", "search_gen_state-", "basic-variant-state-")
+
+
+def is_tune_state(name: str) -> bool:
+    """A file name of Ray Tune's experiment state, as it lies at the top of a search folder."""
+    return name.endswith(".pkl") or (name.endswith(".json") and name.startswith(TUNE_JSON_STATE_PREFIXES))
 
 CHECKPOINT, RUN, SEARCH, EMPTY, OTHER, FILE, MISSING = ("checkpoint", "run", "search", "empty", "other",
                                                         "file", "missing")
@@ -42,19 +51,19 @@ def is_checkpoint(path: str | Path) -> bool:
     lost a file is still known for what it is, while a folder that merely holds a config.json or a
     meta.json of some other program is not taken for one."""
     p = Path(path)
-    weights = _has(p, WEIGHTS) or _has(p, LEGACY_WEIGHTS)
-    return os.path.isdir(p) and weights + _has(p, CONFIG) + _has(p, META) >= 2
+    return os.path.isdir(p) and _has(p, WEIGHTS) + _has(p, CONFIG) + _has(p, META) >= 2
 
 
 def is_search(path: str | Path) -> bool:
     p = Path(path)
     if not os.path.isdir(p):
         return False
+    if _has(p, SEARCH_INFO) or _has(p, TUNE_STATE):
+        return True
     try:
-        tune_state = any(next(p.glob(g), None) is not None for g in SEARCH_GLOBS)
+        return any(is_tune_state(f.name) for f in p.iterdir())
     except OSError:
-        tune_state = False
-    return any(_has(p, n) for n in SEARCH_MARKERS) or tune_state
+        return False
 
 
 def is_run(path: str | Path) -> bool:
@@ -93,7 +102,7 @@ def describe(path: str | Path) -> str:
     if k == RUN:
         return f"{p} is a training run folder, not a checkpoint; its checkpoint is {p / RUN_CHECKPOINT}"
     if k == SEARCH:
-        return f"{p} is a search folder, not a checkpoint; its best checkpoint is {p / 'best'}"
+        return f"{p} is a search folder, not a checkpoint; its best checkpoint is {p / SEARCH_BEST}"
     if k == FILE:
         return f"{p} is a file, not a checkpoint folder; pass the folder that holds {CONFIG} and {WEIGHTS}"
     return ""

@@ -81,11 +81,6 @@ def centre_mask(n: int, size: int, side: int = 0) -> torch.Tensor:
     return known
 
 
-def file_mask(path: str | Path, size: int) -> torch.Tensor:
-    """A mask [1, 1, size, size] from an image file, WHITE (value >= 128 in grayscale) = unknown."""
-    return read_mask_image(path, size)[0]
-
-
 def read_mask_image(path: str | Path, size: int) -> tuple[torch.Tensor, int]:
     """The mask of an image file, and the side it was drawn at. The file must be size x size, or a square
     whole multiple of it (a mask drawn at a higher resolution), which is scaled down by taking every

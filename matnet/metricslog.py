@@ -61,8 +61,3 @@ def keep_through(path: str | Path, step: int) -> int:
         _say_dropped(path, bad, f"dropped (the checkpoint at step {step} is what the run resumes from)")
         write_text(path, "".join(json.dumps(m) + "\n" for m in keep))
     return dropped
-
-
-def append(path: str | Path, metrics: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(metrics) + "\n")

@@ -26,6 +26,13 @@ from .config import Config, ConfigError
 from .outputs import check_folder_writable
 
 
+# The settings a run may change when it goes on from a checkpoint and still be the same run, as
+# population-based training changes them (search/tune/strategies/pbt.py): each is read from the config
+# at every step (matnet/train.py, step.py), none shapes a tensor, none is kept in the optimizer's saved
+# state (which restores Adam's betas and weight decay), and none changes the training budget.
+CONTINUABLE_KEYS = ("train.lr", "train.kl_warmup_steps", "train.inference_reg_weight", "train.grad_clip")
+
+
 def same_run(a: Config, b: Config) -> bool:
     """A run folder may be resumed with other stopping limits (and other train settings), not with
     another model or data."""
@@ -79,7 +86,7 @@ def check_run_folder(out: str | Path, config: Config) -> None:
 class ResumePoint:
     weights: dict[str, torch.Tensor]
     optimizer: dict[str, Any] | None  # None: the optimizer starts afresh (fresh_optimizer)
-    counters: dict[str, Any]          # step, skipped_steps, train_seconds
+    counters: dict[str, Any]          # step, skipped_steps, train_seconds, warmup_steps
     metrics: dict[str, Any]           # the checkpoint's last metrics
 
 
@@ -99,12 +106,13 @@ def resume_point(out: str | Path, config: Config, device: torch.device,
     metrics = meta.get("metrics", {})
     if fresh_optimizer:
         counters = {"step": meta.get("step", 0), "skipped_steps": int(metrics.get("skipped_steps", 0)),
+                    "warmup_steps": int(metrics.get("warmup_steps", -1)),
                     "train_seconds": float(metrics.get("train_seconds", 0.0))}
         return ResumePoint(saved_model.state_dict(), None, counters, metrics)
     ts = load_train_state(ckpt)
     if ts is None:
         raise CheckpointError(f"{ckpt}: no train_state.pt to resume from; {FRESH_OPTIMIZER_ADVICE}")
-    counters = {k: ts[k] for k in ("step", "skipped_steps", "train_seconds")}
+    counters = {k: ts[k] for k in ("step", "skipped_steps", "train_seconds", "warmup_steps")}
     return ResumePoint(saved_model.state_dict(), ts["optimizer"], counters, metrics)
 
 

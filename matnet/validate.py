@@ -28,7 +28,7 @@ from .budget import budget
 from .build import check_task
 from .conditional import validate_conditional
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
-from .data import BINARIZATIONS, DATASETS, dataset_info
+from .data import DATASETS, dataset_info, source_problems
 from .distributions import check_data_fits
 from .masks import mask_maker
 from .model import validate_layout
@@ -91,15 +91,7 @@ def _model(m: ModelConfig) -> list[str]:
 
 
 def _data(d: DataConfig) -> list[str]:
-    found = []
-    if d.dataset not in DATASETS:
-        found.append(f"data.dataset={d.dataset!r} is not known; choose one of: {', '.join(DATASETS)}")
-    if d.binarize not in BINARIZATIONS:
-        found.append(f"data.binarize={d.binarize!r} is not known; choose one of: {', '.join(BINARIZATIONS)}")
-    if d.dataset == "image-folder" and not d.image_folder:
-        found.append("data.dataset=image-folder needs data.image_folder=PATH, the folder of photographs "
-                     "(e.g. CelebA's img_align_celeba)")
-    return found + _rules("data", d, [
+    return source_problems(d) + _rules("data", d, [
         ("val_size", lambda v: v >= 1, ">= 1 (the validation split every evaluation of a run scores)"),
         ("train_limit", lambda v: v >= 0, ">= 0 (0: all training images)"),
         ("eval_limit", lambda v: v >= 0, ">= 0 (0: the whole validation split)"),

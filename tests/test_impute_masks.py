@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from matnet.config import ConfigError, DataConfig
-from matnet.masks import (MaskError, boxes_to_mask, centre_mask, file_mask, fixed_masks, mask_maker, occluder_boxes,
+from matnet.masks import (MaskError, read_mask_image, boxes_to_mask, centre_mask, fixed_masks, mask_maker, occluder_boxes,
                           quadrant_masks)
 
 
@@ -76,7 +76,7 @@ def test_mask_from_an_image_file(tmp_path):
     picture = Image.new("L", (56, 56), 0)
     picture.paste(255, (0, 0, 28, 56))                          # left half white: unknown
     picture.save(tmp_path / "left.png")
-    known = file_mask(tmp_path / "left.png", 28)                 # resized to the images' 28x28
+    known = read_mask_image(tmp_path / "left.png", 28)[0]                 # resized to the images' 28x28
     assert known.shape == (1, 1, 28, 28)
     assert not known[0, 0, :, :14].any() and known[0, 0, :, 14:].all()
     maker = mask_maker(DataConfig(mask=str(tmp_path / "left.png")), (1, 28, 28))
@@ -104,7 +104,7 @@ def test_bad_masks_are_one_line_errors(tmp_path):
     one_line(e)
     Image.new("L", (28, 28), 0).save(tmp_path / "black.png")
     with pytest.raises(MaskError, match="no white pixel") as e:
-        file_mask(tmp_path / "black.png", 28)
+        read_mask_image(tmp_path / "black.png", 28)
     one_line(e)
     with pytest.raises(ConfigError, match="side") as e:
         mask_maker(DataConfig(mask="occluders", occluder_size=40), (1, 28, 28))

@@ -66,10 +66,6 @@ def test_the_warm_up_follows_beta2_and_older_configs_run_without_it():
     assert learning_rate_at(cfg, 5, 20, 120) == pytest.approx(1e-3 * 6 / 12)
     assert learning_rate_at(cfg, 11, 20, 120) == learning_rate_at(cfg, 119, 20, 120) == pytest.approx(1e-3)
     assert warmup_steps(cfg.override("train.lr_warmup_steps", 50), 120) == 50  # set: taken as it is
-    d = cfg.to_dict()
-    del d["train"]["lr_warmup_steps"]  # a config.json written before the key existed
-    old = type(cfg).from_dict(d)
-    assert old.train.lr_warmup_steps == 0 and learning_rate_at(old, 0, 20) == pytest.approx(1e-3)
     with pytest.raises(ConfigError, match="lr_warmup_steps"):
         warmup_steps(cfg.override("train.lr_warmup_steps", -5))
 
@@ -165,3 +161,30 @@ def test_the_compiled_step_resumes_exactly_and_skips_on_the_device(tmp_path):
     assert all(torch.equal(b0, p) for b0, p in zip(before, model.parameters()))
     c = step.read()
     assert (c["updates"], c["skipped"], c["in_a_row"]) == (1, 1, 1)
+
+
+def test_a_resumed_run_keeps_the_warm_up_it_started_with(tmp_path):
+    """The warm-up is a tenth of the run it started as (20 steps: 2); resumed with --max-steps 60 it
+    stays 2 (recomputed, it would be 6: a run resumed with a much longer budget would drop back to a
+    fraction of its rate mid-run)."""
+    import json
+    cfg = micro_config(max_steps=20, eval_every_steps=10, lr=1e-3)
+    cfg.data.eval_limit = 50
+    first = train(cfg, tmp_path / "run", progress=False)
+    assert first["warmup_steps"] == 2
+    longer = train(cfg.override("train.max_steps", 60).override("train.epochs", 3), tmp_path / "run", progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert longer["step"] == 60 and [m["warmup_steps"] for m in lines] == [2] * 6
+    assert warmup_steps(cfg.override("train.max_steps", 60), 60) == 6
+
+
+def test_a_run_with_a_time_limit_warms_up_over_a_tenth_of_the_steps_it_reaches():
+    """With train.max_minutes the budget's 2,000 steps are never reached: the warm-up is sized from the
+    pace of the first steps (a tenth of the steps the time allows), not capped at 200 steps."""
+    cfg = micro_config(max_steps=2000, eval_every_steps=1000, lr=1e-3, max_minutes=0.15)
+    cfg.data.eval_limit = 50
+    metrics = train(cfg, None, progress=False)
+    reached = metrics["step"]
+    assert 10 <= reached < 2000
+    assert metrics["warmup_steps"] < 200 and metrics["warmup_steps"] <= max(2, reached // 5), (metrics["warmup_steps"],
+                                                                                              reached)

