@@ -9,12 +9,8 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     or files is one line `error: ...` and exit status 2, never a traceback (matnet.cli.run)."""
     from matnet import cli
 
-    from .cluster import RunError
-    from .folder import SearchFolderError
-    from .provenance import UntrustedStateError
-    from .results import ExportError
     from .space import SpaceError
-    from .study import StudyError
+    from .store import errors
     from .tracking.uri import TrackingUriError
-    cli.run(main, argv, (SpaceError, ExportError, SearchFolderError, RunError, TrackingUriError, UntrustedStateError,
-                         StudyError))
+    cli.run(main, argv, (SpaceError, TrackingUriError, errors.ExportError, errors.SearchFolderError, errors.RunError,
+                         errors.UntrustedStateError, errors.StudyError))

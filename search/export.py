@@ -25,29 +25,43 @@ from typing import Any
 
 from matnet.cli import ArgumentParser
 
-from . import results, storage
-from .folder import SearchFolder
-from .ledger import read_records
-from .results import ExportError
-from .study import StudyRef
-from .study_figures import study_figures
+from .store import ranking, storage
+from .store.errors import ExportError
+from .store.folder import SearchFolder
+from .store.ledger import TrialRecord, read_records
+from .store.study_figures import study_figures
+from .store.table import lineage_lines, print_table
+from .tune.evaluation import evaluate_best, evaluate_on_ray
 
 
-def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int | None = None,
-                  limit: int | None = None, device: str | None = None, data_dir: str | None = None,
-                  log_mlflow: bool = True, progress: bool = False, print_results: bool = True,
-                  on_ray: bool = False) -> dict[str, Any]:
-    """Copy the best checkpoint to EXP_DIR/best, evaluate it, write summary.json, log to MLflow.
+def export_search(exp_dir: str, *, records: dict[str, TrialRecord] | None = None, tracker: Any = None,
+                  tracking_uri: str | None = None, iwae_k: int | None = None, limit: int | None = None,
+                  device: str | None = None, data_dir: str | None = None, log_tracking: bool = True,
+                  progress: bool = False, print_results: bool = True, on_ray: bool = False) -> dict[str, Any]:
+    """Copy the best checkpoint to EXP_DIR/best, evaluate it, write summary.json, log it to the search's
+    tracker (`tracker`: the running search's; else made from search.json, with `tracking_uri` instead
+    of the one it logged to). `records`: trials.json as the caller just read it.
     With `on_ray` (a search that just ended, Ray still up) the IWAE evaluation runs as a Ray task that
     asks for a trial's resources, so on a cluster it runs where the trials ran (on a GPU when they had
     one), not in the driver."""
+    from .tracking import NoTracker, tracker_for
+    from .tracking.uri import checked_tracking_uri
+
     folder = SearchFolder(exp_dir)
     info = folder.read_info()
     settings = folder.saved_space(info).settings
     metric, mode = settings.experiment.metric, settings.experiment.mode
-    records = read_records(folder)
-    best = results.best_trial(folder, records, metric, mode)
-    with storage.local_copy(folder.file(results.best_checkpoint(folder, best, metric, mode))) as chosen:
+    records = read_records(folder) if records is None else records
+    best = ranking.best_trial(folder, records, metric, mode)
+    if not log_tracking:
+        tracker = NoTracker()
+    elif tracker is None:
+        if tracking_uri and settings.mlflow.enabled:
+            info.tracking_uri = checked_tracking_uri(tracking_uri)
+        elif settings.mlflow.enabled and info.parent_run_id:
+            info.tracking_uri = checked_tracking_uri(info.tracking_uri)
+        tracker = tracker_for(settings, info) if info.parent_run_id else NoTracker()
+    with storage.local_copy(folder.file(ranking.best_checkpoint(folder, best, metric, mode))) as chosen:
         storage.replace_dir(chosen, folder.best)
 
     export = settings.export
@@ -64,13 +78,14 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
         figures.mkdir()
         files = best_figures(best_dir, figures, export.sample_images, evaluation)
 
-        rows = results.trial_rows(records, metric, mode)
+        rows = ranking.trial_rows(records, metric, mode)
         summary = {
             "search": info.name,
             "space_file": info.space_file,
             "experiment_dir": exp_dir,
             "metric": metric,
             "mode": mode,
+            "strategy": info.strategy,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "best": {
                 "trial_id": best.trial_id,
@@ -78,74 +93,30 @@ def export_search(exp_dir: str, *, tracking_uri: str | None = None, iwae_k: int 
                 f"best_{metric}": best.best_value,
                 "checkpoint": folder.best,
                 "checkpoint_step": meta.get("step"),
-                "params": dict(best.params),
+                "params": dict(best.current_params),
                 "config": config.to_dict(),
                 "metrics": dict(meta.get("metrics", {})),
                 "evaluation": evaluation,
             },
             "top_trials": rows[:export.top_trials],
-            "trials": results.outcome_counts(records),
-            "mlflow": {"tracking_uri": tracking_uri or info.tracking_uri, "parent_run_id": info.parent_run_id,
+            "trials": ranking.outcome_counts(records),
+            "exploitations": sum(len(r.lineage) for r in records.values()),
+            "mlflow": {"tracking_uri": info.tracking_uri, "parent_run_id": info.parent_run_id,
                        "experiment": info.mlflow_experiment},
         }
-        importances, study_files, no_study = (
-            study_figures(StudyRef(info.optuna_storage, info.optuna_study), figures) if info.optuna_storage
-            else ({}, [], "the search records no Optuna storage (started by an older version)"))
-        summary["param_importances"] = importances or no_study
+        not_recorded = info.study.not_recorded()
+        importances, study_files, why_none = (({}, [], f"the Optuna study records no trials ({not_recorded})")
+                                              if not_recorded else study_figures(info.study, figures))
+        summary["param_importances"] = importances or why_none
         storage.replace_dir(figures, folder.figures)
-        if log_mlflow and info.parent_run_id:
-            from .tracking.best import log_best, log_summary
-            from .tracking.uri import checked_tracking_uri
-            uri = checked_tracking_uri(tracking_uri or info.tracking_uri, info.cwd)
-            registered = settings.mlflow.registered_model
-            summary["mlflow"].update(log_best(uri, info.parent_run_id, summary, files, study_files, importances,
-                                              best_dir, info.mlflow_experiment if registered is None else registered))
+        summary["mlflow"].update(tracker.log_best(summary, files, study_files, importances, best_dir))
         text = json.dumps(summary, indent=2, default=str) + "\n"
         storage.write_text(folder.summary, text)
-        if log_mlflow and info.parent_run_id:
-            log_summary(uri, info.parent_run_id, text)
+        tracker.log_summary(text)
 
     if print_results:
-        print_summary(folder, summary, rows, export.top_trials)
+        print_summary(folder, summary, rows, records, export.top_trials)
     return summary
-
-
-def evaluate_best(checkpoint: Path, export: Any, k: int, limit: int, device: str, data_dir: str | None,
-                  progress: bool, make_bar: Any = None) -> tuple[dict[str, Any], Any, dict[str, Any]]:
-    """The IWAE bound (k samples per image) of the checkpoint on export.split: (evaluation, its
-    config, its meta.json)."""
-    from matnet.checkpoint import load_checkpoint
-    from matnet.data import load_split
-    from matnet.device import resolve_device
-    from matnet.evaluate import evaluate_iwae
-
-    dev = resolve_device(device)
-    model, cfg, meta = load_checkpoint(checkpoint, dev)
-    if data_dir:
-        cfg = cfg.override("data.data_dir", data_dir)
-    split = load_split(cfg.data, export.split)
-    started = time.monotonic()
-    evaluation = evaluate_iwae(model, split, k, limit, export.batch_size, dev, export.rows_per_pass, 0,
-                               cfg.train.amp, progress=progress, make_bar=make_bar)
-    evaluation["device"] = str(dev)
-    evaluation["seconds"] = round(time.monotonic() - started, 2)
-    evaluation["split"] = export.split
-    return evaluation, cfg, meta
-
-
-def evaluate_on_ray(best: str, export: Any, k: int, limit: int, device: str, data_dir: str | None,
-                    resources: Any) -> tuple[dict[str, Any], Any, dict[str, Any]]:
-    """evaluate_best as a Ray task with a trial's resources: the checkpoint is read from the search's
-    storage (shared on a cluster), and the progress bar is Ray's, shown by the driver."""
-    import ray
-
-    def task() -> tuple[dict[str, Any], Any, dict[str, Any]]:
-        from ray.experimental.tqdm_ray import tqdm as ray_tqdm
-        with storage.local_copy(best) as local:
-            return evaluate_best(local, export, k, limit, device, data_dir, progress=True, make_bar=ray_tqdm)
-
-    remote = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=0)(task)
-    return ray.get(remote.remote())
 
 
 def best_figures(checkpoint: Path, out: Path, sample_images: int, evaluation: dict[str, Any]) -> list[Path]:
@@ -157,10 +128,13 @@ def best_figures(checkpoint: Path, out: Path, sample_images: int, evaluation: di
     return [*files, out / "evaluation.json"]
 
 
-def print_summary(folder: SearchFolder, summary: dict[str, Any], rows: list[dict[str, Any]], top: int) -> None:
+def print_summary(folder: SearchFolder, summary: dict[str, Any], rows: list[dict[str, Any]],
+                  records: dict[str, TrialRecord], top: int) -> None:
     metric, best = summary["metric"], summary["best"]
     evaluation = best["evaluation"]
-    results.print_table(rows, metric, top, f"Best trials of {summary['search']} (by {metric}, {summary['mode']})")
+    print_table(rows, metric, top, f"Best trials of {summary['search']} (by {metric}, {summary['mode']})")
+    for line in lineage_lines(records):
+        print(line)
     bpd = f", {evaluation['bpd']:.4f} bits/dim" if "bpd" in evaluation else ""
     print(f"best trial {best['trial_id']}: {metric} {best[f'best_{metric}']:.3f} at step {best['checkpoint_step']}; "
           f"{evaluation['split']} IWAE (k={evaluation['iwae_k']}, {evaluation['n_images']} images): "
@@ -186,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples is not None and args.samples < 1:
         raise ExportError(f"--samples must be >= 1, got {args.samples}")
     export_search(exp_dir, tracking_uri=args.tracking_uri, iwae_k=args.samples, limit=args.limit,
-                  device=args.device, data_dir=args.data_dir, log_mlflow=not args.no_mlflow,
+                  device=args.device, data_dir=args.data_dir, log_tracking=not args.no_mlflow,
                   progress=args.progress)
     return 0
 

@@ -1,4 +1,5 @@
-"""Run a search: a YAML search space -> Optuna (TPE) + ASHA on Ray Tune -> MLflow -> the best checkpoint.
+"""Run a search: a YAML search space -> a search strategy (Optuna + a Ray Tune scheduler) on Ray Tune
+-> MLflow -> the best checkpoint.
 
     python -m search.run spaces/quickstart.yaml
     python -m search.run SPACE.yaml --dry-run                # validate, print sampled configurations
@@ -10,47 +11,47 @@ cluster every node writes trial checkpoints to --storage, so it must be shared: 
 gs://, abfs://, ...), or an absolute path on a file system mounted at the same place on every node,
 confirmed with --shared-storage. A relative path is refused there.
 
-Results: STORAGE/NAME/ (search/folder.py) holds Ray Tune's experiment (trials, checkpoints),
+Results: STORAGE/NAME/ (search/store/folder.py) holds Ray Tune's experiment (trials, checkpoints),
 space.yaml (the file as run), search.json, trials.json, best/ (the best checkpoint), figures/ and
-summary.json. MLflow gets one parent run per search and one child run per trial (default store:
-sqlite:///mlflow.db in this folder).
+summary.json. MLflow gets one parent run per search and one child run per trial.
+
+From Python (what search.bench and the tests call): `run_search(load_space(PATH), SearchOptions(...))`.
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from matnet.cli import ArgumentParser
-
-from . import storage
-from .cluster import DEFAULT_STORAGE, RunError, check_cluster_storage, cluster_address, init_ray, resolve_storage
-from .dry_run import dry_run
-from .folder import SearchFolder, SearchInfo
-from .provenance import sign, verify
-from .outcome import Outcome
-from .results import ExportError
-from . import study
+from .options import SearchOptions, options_of, parser
 from .space import Space, check_resume_compatible, load_space
-from .study import StudyRef
-from .tracking import runs as tracking
-from .tracking.uri import checked_tracking_uri
-from .tracking.context import dataset_input
+from .space.dry_run import dry_run
+from .store import storage
+from .store.errors import ExportError, RunError
+from .store.folder import SearchFolder, SearchInfo
+from .store.ledger import TrialRecord, end_running, read_records
+from .store.outcome import Outcome
+from .store.provenance import sign, verify
+from .store.study import check_storage, resolve_storage as resolve_study_storage
+from .tracking import tracker_for
+from .tracking.uri import checked_tracking_uri, tracking_uri
+from .tune import strategies
+from .tune.cluster import check_cluster_storage, cluster_address, init_ray, resolve_storage
 
-# Ray is imported only once a search starts (search/cluster.py, after its loopback switch): a dry
-# run or a mistake in the file answers without it.
+# Ray is imported only once a search starts (search/tune/cluster.py, after its loopback switch): a
+# dry run or a mistake in the file answers without it.
 
-__all__ = ["ERRORED_TRIALS_EXIT", "RunError", "SearchRun", "main", "run_search"]
+__all__ = ["ERRORED_TRIALS_EXIT", "INTERRUPTED_EXIT", "SearchOptions", "SearchRun", "main", "parser", "run_search"]
 
 # The exit status of a search that ran to its end but in which some trials errored (crashed beyond
 # experiment.max_failures): the best of the others is exported all the same. 2 is a mistake in the
 # input (one line), 130 an interruption (--resume continues it).
 ERRORED_TRIALS_EXIT = 3
+INTERRUPTED_EXIT = 130
 
 
 @dataclass
@@ -60,227 +61,211 @@ class SearchRun:
 
     code: int
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("space", help="a search-space YAML file (e.g. spaces/quickstart.yaml)")
-    p.add_argument("--address", help="an existing Ray cluster: auto, ray://HOST:10001 or HOST:6379 (default: "
-                                     "RAY_ADDRESS, else a private local Ray)")
-    p.add_argument("--num-samples", type=int, help="trials (default: experiment.num_samples)")
-    p.add_argument("--max-concurrent", type=int, help="trials at once (default: experiment.max_concurrent)")
-    p.add_argument("--storage", help=f"where searches are kept (default: ./{DEFAULT_STORAGE}; a URI or a shared "
-                                     f"absolute path on a cluster)")
-    p.add_argument("--shared-storage", action="store_true",
-                   help="confirm that the absolute --storage path is mounted at the same place on every node")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: mlflow.tracking_uri, MLFLOW_TRACKING_URI, "
-                                          "or sqlite:///mlflow.db)")
-    p.add_argument("--optuna-storage", help="where the Optuna study is kept: a database URL without a password "
-                                            "(PGPASSWORD), or a journal file (default: sampler.storage, "
-                                            "OPTUNA_STORAGE, or optuna.journal in the search's folder)")
-    p.add_argument("--name", help="the search's name (default: experiment.name)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted search STORAGE/NAME")
-    p.add_argument("--dry-run", action="store_true", help="validate the file and print sampled configurations")
-    p.add_argument("--no-export", action="store_true", help="skip the export of the best checkpoint at the end")
-    p.add_argument("--trust-state", action="store_true",
-                   help="resume even though Ray Tune's state files carry no signature of this machine's key "
-                        "(they are unpickled: only for a folder you know is yours)")
-    p.add_argument("--num-gpus", type=int, help="GPUs the private local Ray offers trials (default: the GPUs torch "
-                                                "sees; not with --address: a cluster declares its own)")
-    return p
+    folder: str = ""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     space = load_space(args.space)
-    for flag, value, least in (("--num-samples", args.num_samples, 1), ("--max-concurrent", args.max_concurrent, 0)):
-        if value is not None and value < least:
-            raise RunError(f"{flag} must be at least {least}, got {value}")
-    if args.num_gpus is not None and (args.num_gpus < 0 or cluster_address(args)):
-        raise RunError("--num-gpus must be >= 0, and only for the private local Ray (a cluster's nodes declare "
-                       "their GPUs with ray start --num-gpus)")
-    if args.name is not None and not args.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise RunError(f"--name {args.name!r}: use letters, digits, '_', '.', '-'")
+    options = options_of(args)
     if args.dry_run:
-        dry_run(space)
+        dry_run(space, strategies.for_space(space).describe(space))
         return 0
-    return run_search(args, space).code
+    return run_search(space, options).code
 
 
-def run_search(args: argparse.Namespace, space: Space, search_alg: Any = None, stop: Any = None) -> SearchRun:
-    """Start the search the arguments describe, or resume it; fit, export, close its MLflow runs.
-    `search_alg` and `stop` (a Tune stopper with `stop_all`: a budget that ends the search) go to a
-    new search's Tuner (search.bench compare)."""
-    experiment = space.settings.experiment
-    name = args.name or experiment.name
-    address = cluster_address(args)
-    storage_path = resolve_storage(args.storage, address)
-    folder = SearchFolder(storage.join(storage_path, name))
-    if args.resume:
-        if not folder.is_search():
-            raise RunError(f"--resume: there is no search at {folder.path}; start it without --resume "
-                           f"(or check --storage and --name)")
-        info = folder.read_info()
-        saved = folder.saved_space(info)
-        check_resume_compatible(saved, space)
-        if args.num_samples is not None and args.num_samples != info.num_samples:
-            raise RunError(f"--num-samples {args.num_samples}: a resumed search keeps its {info.num_samples} "
-                           f"trials; start a new search with --name to run more")
-        if saved.settings.mlflow.enabled:
-            # Checked (and, for a search started before URIs were stored absolute, made absolute from
-            # the folder it was started in) before Ray starts.
-            info.tracking_uri = checked_tracking_uri(info.tracking_uri, info.cwd)
-            if args.tracking_uri and checked_tracking_uri(args.tracking_uri) != info.tracking_uri:
-                raise RunError(f"this search logs to MLflow at {info.tracking_uri}; resume it without "
-                               f"--tracking-uri or with that URI")
-        if not args.trust_state:
-            verify(folder)  # Tune's resume unpickles its state files: only ones this user's searches signed
-        if not info.optuna_storage or not info.optuna_study:
-            raise RunError(f"{folder.info_file} names no Optuna storage: the search was started by a version that "
-                           f"kept its study inside Tune's state; finish it with that version, or start anew with "
-                           f"--name")
-        if args.optuna_storage and study.check_storage(args.optuna_storage, "--optuna-storage") != info.optuna_storage:
-            raise RunError(f"this search keeps its Optuna study in {info.optuna_storage}; resume it without "
-                           f"--optuna-storage or with that storage")
-        StudyRef(info.optuna_storage, info.optuna_study).load()  # it is still there
-        space = saved  # the search goes on exactly as it started
+# ---- the story of a search -------------------------------------------------------------------------
+def run_search(space: Space, options: SearchOptions | None = None, *, search_alg: Any = None,
+               stop: Any = None) -> SearchRun:
+    """Start the search `space` describes (or resume it), fit it on Ray Tune, export its best, close
+    its tracking. `search_alg` replaces the strategy's search algorithm and `stop` (a Tune stopper
+    with `stop_all`: a budget that ends the search) goes to the Tuner (search.bench compare)."""
+    options = options or SearchOptions()
+    address = cluster_address(options.address)
+    storage_path = resolve_storage(options.storage, address)
+    folder = SearchFolder(storage.join(storage_path, options.name or space.settings.experiment.name))
+    if options.resume:
+        info, space = reopen(folder, space, options)
     else:
-        if folder.is_used():
-            raise RunError(f"a search named {name!r} already exists at {folder.path}; continue it with --resume, "
-                           f"or start another with --name NEW_NAME")
-        info = SearchInfo(
-            name=name, space_file=space.path, cwd=os.getcwd(), storage=storage_path, experiment_dir=folder.path,
-            tracking_uri=_tracking_uri(args, space),
-            mlflow_experiment=space.settings.mlflow.experiment or experiment.name, parent_run_id=None,
-            num_samples=args.num_samples or experiment.num_samples,
-            max_concurrent=experiment.max_concurrent if args.max_concurrent is None else args.max_concurrent,
-            optuna_storage=study.resolve_storage(args.optuna_storage, space.settings.sampler.storage, folder),
-            optuna_study=name)
-        StudyRef(info.optuna_storage, name).check_new()
+        strategy_name = options.strategy or strategies.name_for(space)
+        strategies.for_space(space, strategy_name)  # a space the strategy cannot run: one line, before Ray
+        info = describe_new(folder, space, options, storage_path, strategy_name)
+    strategy = strategies.for_space(space, info.strategy)
+    tracker = tracker_for(space.settings, info)
+    result = SearchRun(code=1, folder=folder.path)
+    with ray_session(address, space, options.num_gpus, result.seconds):
+        check_cluster_storage(storage_path, address, options.shared_storage)
+        if not options.resume:
+            info.study.create(space.settings.experiment.mode, space.points(), space.settings.experiment.metric,
+                              None if strategy.uses_study else f"{strategy.name}: {strategy.summary}")
+        tracker.start(space, folder.path, options.resume)
+        folder.write_info(info, space.raw_text)
+        status = "KILLED"
+        try:
+            fitted = fit(space, strategy, folder, info, tracker, options.resume, search_alg, stop)
+            result.seconds["fit"] = fitted.seconds
+            result.code = finish(space, folder, info, tracker, fitted, options, result.seconds)
+            status = "FINISHED" if result.code != INTERRUPTED_EXIT else "KILLED"
+            return result
+        except ExportError:
+            status = "FAILED"
+            raise
+        finally:
+            try:
+                tracker.close(status)
+            except Exception as err:  # noqa: BLE001 - never hide the search's own outcome
+                print(f"warning: tracking runs not closed ({str(err).splitlines()[0]})", file=sys.stderr)
 
+
+def describe_new(folder: SearchFolder, space: Space, options: SearchOptions, storage_path: str,
+                 strategy: str) -> SearchInfo:
+    """search.json of a new search: where everything goes, each place checked before Ray starts."""
+    experiment = space.settings.experiment
+    if folder.is_used():
+        raise RunError(f"a search named {folder.name!r} already exists at {folder.path}; continue it with --resume, "
+                       f"or start another with --name NEW_NAME")
+    info = SearchInfo(
+        name=folder.name, space_file=space.path, cwd=os.getcwd(), storage=storage_path, experiment_dir=folder.path,
+        tracking_uri=(tracking_uri(options.tracking_uri, space.settings.mlflow.tracking_uri)
+                      if space.settings.mlflow.enabled else ""),
+        mlflow_experiment=space.settings.mlflow.experiment or experiment.name, parent_run_id=None,
+        num_samples=options.num_samples or experiment.num_samples,
+        max_concurrent=experiment.max_concurrent if options.max_concurrent is None else options.max_concurrent,
+        strategy=strategy,
+        optuna_storage=resolve_study_storage(options.optuna_storage, space.settings.sampler.storage, folder.path),
+        optuna_study=folder.name)
+    info.study.check_new()
+    return info
+
+
+def reopen(folder: SearchFolder, space: Space, options: SearchOptions) -> tuple[SearchInfo, Space]:
+    """search.json and the space of the interrupted search at `folder`, checked against the flags."""
+    if not folder.is_search():
+        raise RunError(f"--resume: there is no search at {folder.path}; start it without --resume "
+                       f"(or check --storage and --name)")
+    info = folder.read_info()
+    saved = folder.saved_space(info)
+    check_resume_compatible(saved, space)
+    if options.num_samples is not None and options.num_samples != info.num_samples:
+        raise RunError(f"--num-samples {options.num_samples}: a resumed search keeps its {info.num_samples} "
+                       f"trials; start a new search with --name to run more")
+    if saved.settings.mlflow.enabled:
+        checked_tracking_uri(info.tracking_uri)
+        if options.tracking_uri and checked_tracking_uri(options.tracking_uri) != info.tracking_uri:
+            raise RunError(f"this search logs to MLflow at {info.tracking_uri}; resume it without "
+                           f"--tracking-uri or with that URI")
+    if not options.trust_state:
+        verify(folder)  # Tune's resume unpickles its state files: only ones this user's searches signed
+    if options.optuna_storage and check_storage(options.optuna_storage, "--optuna-storage") != info.optuna_storage:
+        raise RunError(f"this search keeps its Optuna study in {info.optuna_storage}; resume it without "
+                       f"--optuna-storage or with that storage")
+    info.study.load()  # it is still there
+    return info, saved  # the search goes on exactly as it started
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, space: Space, num_gpus: int | None, seconds: dict[str, float]) -> Iterator[None]:
+    started = time.monotonic()
+    init_ray(address, space, num_gpus)
+    seconds["ray_init"] = time.monotonic() - started
     # Tune warns about frequent experiment snapshots, which keeping the best checkpoints forces.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # MLflow prints two links for every run it ends on a tracking server (one per trial), and its
     # experiment link opens the GenAI overview; the search prints the runs table's once, at its end.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars of kilobytes, in the search's log
-    result = SearchRun(code=1)
-    started = time.monotonic()
-    init_ray(address, space, args.num_gpus)
-    result.seconds["ray_init"] = time.monotonic() - started
     try:
-        check_cluster_storage(storage_path, address, args.shared_storage)
-        result.code = _fit(args, space, folder, info, result.seconds, search_alg, stop)
-        return result
+        yield
     finally:
         import ray
         ray.shutdown()
 
 
-def _tracking_uri(args: argparse.Namespace, space: Space) -> str:
-    """The new search's tracking URI, absolute and answering (when it logs to MLflow at all)."""
-    uri = tracking.resolve_tracking_uri(args.tracking_uri, space.settings.mlflow.tracking_uri)
-    return checked_tracking_uri(uri) if space.settings.mlflow.enabled else uri
-
-
-def _start_tracking(space: Space, folder: SearchFolder, info: SearchInfo, resume: bool) -> str | None:
-    """The search's parent MLflow run: reopened on resume, else created, with the Optuna study (and
-    search.json written)."""
-    mlflow_on = space.settings.mlflow.enabled
-    if resume:
-        if mlflow_on and info.parent_run_id:
-            tracking.reopen_parent(info.tracking_uri, info.parent_run_id)
-        return info.parent_run_id if mlflow_on else None
-    StudyRef(info.optuna_storage, info.optuna_study).create(space.settings.experiment.mode, space.points())
-    if mlflow_on:
-        settings = space.settings
-        info.parent_run_id = tracking.start_parent(
-            info.tracking_uri, info.mlflow_experiment, info.name,
-            params={"space_file": space.path, "base": settings.base, "num_samples": info.num_samples,
-                    "metric": settings.experiment.metric, "mode": settings.experiment.mode,
-                    "scheduler": settings.scheduler.type, "sampler": settings.sampler.type,
-                    "sampler_seed": settings.sampler.seed, "max_concurrent": info.max_concurrent,
-                    "reports_per_trial": space.reports_per_trial(), "storage": folder.path},
-            tags={"mlflow.note.content": f"Search {info.name} of {space.path}; trials are the child runs."},
-            artifacts=[space.path] if Path(space.path).is_file() else None,
-            artifact_location=settings.mlflow.artifact_location,
-            dataset=dataset_input(space.base_config().data))
-    folder.write_info(info, space.raw_text)
-    return info.parent_run_id
-
-
-def _fit(args: argparse.Namespace, space: Space, folder: SearchFolder, info: SearchInfo,
-         seconds: dict[str, float], search_alg: Any, stop: Any) -> int:
-    from . import tuner
-    from .export import export_search
-    from .ledger import end_running, read_records
-
-    parent = _start_tracking(space, folder, info, args.resume)
-    # SIGTERM (a scheduler, `kill`) stops the search like Ctrl-C: Tune saves its state, so --resume works.
-    previous_term = signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
-    outcome = "KILLED"
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler, `kill`) stops the search like Ctrl-C: Tune saves its state, so --resume works."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
     try:
-        if args.resume:
-            fitter = tuner.restored_tuner(folder, space)
-        else:
-            callback_list = tuner.callbacks(space, folder, info.name, info.tracking_uri, parent)
-            fitter = tuner.new_tuner(space, info.storage, info.name, StudyRef(info.optuna_storage, info.optuna_study),
-                                     callback_list, info.num_samples, info.max_concurrent, search_alg, stop)
-        started = time.monotonic()
-        grid = fitter.fit()
-        elapsed = seconds["fit"] = time.monotonic() - started
-        sign(folder)  # Tune has saved its state for the last time (also a search resumed with --trust-state)
-        budget_s = space.settings.experiment.time_budget_s
-        unfinished = sum(1 for r in read_records(folder).values() if not r.ended)
-        budget_reached = ""
-        if budget_s and elapsed >= budget_s - 1:
-            budget_reached = f"time budget of {budget_s:g} s"
-        elif stop is not None and stop.stop_all():
-            budget_reached = "its budget"
-        if budget_reached:
-            end_running(folder)  # cut short by the search's budget: they ended, they were not interrupted
-        interrupted = unfinished > 0 and not budget_reached
-        print(f"search {info.name}: {len(grid)} trials in {elapsed:.0f} s"
-              + (f" (interrupted; {unfinished} unfinished)" if interrupted else "")
-              + (f" ({budget_reached} reached; {unfinished} cut short)" if budget_reached and unfinished else ""),
-              flush=True)
-        if interrupted:
-            name = info.name
-            print(f"interrupted: continue with  python -m search.run {space.path} --resume"
-                  + (f" --name {name}" if name != space.settings.experiment.name else "")
-                  + (f" --storage {info.storage}" if args.storage else ""), file=sys.stderr)
-            return 130
-        errored = [r for r in read_records(folder).values() if r.outcome == str(Outcome.ERROR)]
-        if not args.no_export:
-            started = time.monotonic()
-            try:
-                export_search(folder.path, tracking_uri=info.tracking_uri, log_mlflow=bool(parent), on_ray=True)
-            except ExportError:
-                if not errored:
-                    raise
-                print("export: nothing to export, every trial errored", file=sys.stderr)
-            seconds["export"] = time.monotonic() - started
-        outcome = "FINISHED"
-        print(f"optuna study: {StudyRef(info.optuna_storage, info.optuna_study).how_to_load()}")
-        if parent:
-            print(f"mlflow: {tracking.runs_table_hint(info.tracking_uri, parent)}")
-        if errored:
-            print(f"search {info.name}: {len(errored)} of {info.num_samples} trials errored, e.g. "
-                  f"{errored[0].trial_id}: {errored[0].error} (each trial's error.txt has the traceback); exit "
-                  f"status {ERRORED_TRIALS_EXIT}", file=sys.stderr)
-            return ERRORED_TRIALS_EXIT
-        return 0
-    except ExportError:
-        outcome = "FAILED"
-        raise
+        yield
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
-        if parent:
-            try:
-                tracking.close_search(info.tracking_uri, parent, outcome,
-                                      note={"FINISHED": "finished", "KILLED": "interrupted"}.get(outcome, "failed"))
-            except Exception as err:  # noqa: BLE001 - never hide the search's own outcome
-                print(f"warning: MLflow runs not closed ({str(err).splitlines()[0]})", file=sys.stderr)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class Fitted:
+    trials: int                       # the trials Tune knows
+    seconds: float                    # of fitting
+    records: dict[str, TrialRecord]   # trials.json as the fit left it
+    budget_reached: str               # "" or what ended the search early
+
+
+def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tracker: Any, resume: bool,
+        search_alg: Any, stop: Any) -> Fitted:
+    """Ray Tune runs the trials (a new Tuner, or the interrupted one restored from its state)."""
+    from .tune import tuner
+    from .tune.callbacks import StateSigner, TrialLedger
+
+    if resume:
+        fitter = tuner.restored_tuner(folder, space)
+    else:
+        experiment = space.settings.experiment
+        ledger = TrialLedger(folder, experiment.metric, experiment.mode)
+        callbacks = [c for c in (ledger, tracker.callback(space, ledger), StateSigner(folder)) if c is not None]
+        fitter = tuner.new_tuner(space, strategy, search_alg or strategy.searcher(space, info.study), info.storage,
+                                 info.name, callbacks, info.num_samples, info.max_concurrent, stop)
+    started = time.monotonic()
+    with sigterm_as_interrupt():
+        grid = fitter.fit()
+    elapsed = time.monotonic() - started
+    sign(folder)  # Tune has saved its state for the last time (also a search resumed with --trust-state)
+    budget_s = space.settings.experiment.time_budget_s
+    budget_reached = ""
+    if budget_s and elapsed >= budget_s - 1:
+        budget_reached = f"time budget of {budget_s:g} s"
+    elif stop is not None and stop.stop_all():
+        budget_reached = "its budget"
+    return Fitted(len(grid), elapsed, read_records(folder), budget_reached)
+
+
+def finish(space: Space, folder: SearchFolder, info: SearchInfo, tracker: Any, fitted: Fitted,
+           options: SearchOptions, seconds: dict[str, float]) -> int:
+    """After the fit: the interrupted search's hint, or the export and where to look; the exit status."""
+    from .export import export_search
+
+    unfinished = sum(1 for r in fitted.records.values() if not r.ended)
+    if fitted.budget_reached and unfinished:
+        end_running(folder, space.settings.experiment.metric)  # cut short by the budget: ended, not interrupted
+        fitted.records = read_records(folder)
+    interrupted = unfinished > 0 and not fitted.budget_reached
+    print(f"search {info.name}: {fitted.trials} trials in {fitted.seconds:.0f} s"
+          + (f" (interrupted; {unfinished} unfinished)" if interrupted else "")
+          + (f" ({fitted.budget_reached} reached; {unfinished} cut short)" if fitted.budget_reached and unfinished
+             else ""), flush=True)
+    if interrupted:
+        print(f"interrupted: continue with  python -m search.run {space.path} --resume"
+              + (f" --name {info.name}" if info.name != space.settings.experiment.name else "")
+              + (f" --storage {info.storage}" if options.storage else ""), file=sys.stderr)
+        return INTERRUPTED_EXIT
+    errored = [r for r in fitted.records.values() if r.outcome == str(Outcome.ERROR)]
+    if options.export:
+        started = time.monotonic()
+        try:
+            export_search(folder.path, records=fitted.records, tracker=tracker, on_ray=True)
+        except ExportError:
+            if not errored:
+                raise
+            print("export: nothing to export, every trial errored", file=sys.stderr)
+        seconds["export"] = time.monotonic() - started
+    print(f"optuna study: {info.study.how_to_load()}")
+    where = tracker.where()
+    if where:
+        print(where)
+    if errored:
+        print(f"search {info.name}: {len(errored)} of {info.num_samples} trials errored, e.g. "
+              f"{errored[0].trial_id}: {errored[0].error} (each trial's error.txt has the traceback); exit "
+              f"status {ERRORED_TRIALS_EXIT}", file=sys.stderr)
+        return ERRORED_TRIALS_EXIT
+    return 0
 
 
 if __name__ == "__main__":

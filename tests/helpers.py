@@ -1,8 +1,16 @@
-"""Small configurations shared by the tests: real MNIST, narrow models, few steps."""
+"""What the tests share: the repository's root, small configurations (real MNIST, narrow models, few
+steps), small search spaces, photographs written as files, and readers of a search's MLflow runs and
+Optuna study."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 from matnet.config import Config, MetaModule
 from matnet.presets import preset
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "spaces" / "quickstart.yaml"
 
 
 def micro_config(tmp_path=None, **train) -> Config:
@@ -41,3 +49,83 @@ def resolver_env(tmp_path) -> dict[str, str]:
         (dist / "entry_points.txt").write_text(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in declared.items()))
         paths.insert(1, str(dist.parent))
     return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+# ---- search spaces -----------------------------------------------------------------------------------
+def small_space(name: str, n: int = 4, steps: int = 30, every: int = 10, **sections: Any) -> dict[str, Any]:
+    """A search of `n` trials of a narrow MatNet on 500 real MNIST images, `steps` steps each, reporting
+    every `every`; a section given replaces the default one (experiment: updates it)."""
+    space: dict[str, Any] = {
+        "experiment": {"name": name, "num_samples": n, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0},
+                       "max_failures": 1, "keep_checkpoints": 1},
+        "base": "tiny",
+        "data": {"dataset": "mnist", "train_limit": 500, "eval_limit": 100},
+        "fixed": {"train": {"max_steps": steps, "eval_every_steps": every, "batch_size": 50, "device": "cpu"},
+                  "model": {"data_width": 8, "top_latents": 8}},
+        "search": {"train.lr": {"type": "float", "low": 1.0e-4, "high": 2.0e-2, "log": True}},
+        "scheduler": {"grace_period": 1, "reduction_factor": 2},
+        "sampler": {"seed": 0},
+        "mlflow": {"sample_images": 9},
+        "export": {"iwae_k": 4, "limit": 40, "top_trials": 3},
+    }
+    space["experiment"].update(sections.pop("experiment", {}))
+    space.update(sections)
+    return space
+
+
+def write_space(folder: Path, name: str, space: dict[str, Any] | None = None, **kw: Any) -> Path:
+    """`space` (default: small_space(name, **kw)) as FOLDER/NAME.yaml."""
+    import yaml
+    path = Path(folder) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(space if space is not None else small_space(name, **kw), sort_keys=False))
+    return path
+
+
+# ---- photographs ---------------------------------------------------------------------------------------
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "camera", "hubble_deep_field",
+          "retina", "coins", "moon", "grass", "brick")
+
+
+def write_photos(folder) -> list:
+    """scikit-image's bundled photographs as files, some JPEG, some PNG, some in a subfolder; returns
+    their arrays."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    arrays = []
+    for i, name in enumerate(PHOTOS):
+        array = np.asarray(getattr(skimage.data, name)())
+        sub = Path(folder) / ("more" if i % 3 == 2 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"{i:02d}_{name}.{'jpg' if i % 2 else 'png'}"
+        Image.fromarray(array).save(path, quality=95)
+        arrays.append(array)
+    (Path(folder) / "notes.txt").write_text("not an image, skipped")
+    return arrays
+
+
+# ---- what a search left --------------------------------------------------------------------------------
+def mlflow_runs(uri: str, experiment: str | None = None):
+    """(client, parent runs, child runs) in the store at `uri` (one experiment, or all)."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(uri)
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        ids = [found.experiment_id] if found is not None else []
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, max_results=5000) if ids else []
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, kids
+
+
+def optuna_study(exp_dir: Path):
+    """The search's Optuna study as anyone can read it, during or after the search: its journal file
+    in the search folder, through Optuna's public API."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    storage = JournalStorage(JournalFileBackend(str(Path(exp_dir) / "optuna.journal")))
+    return optuna.load_study(study_name=Path(exp_dir).name, storage=storage)

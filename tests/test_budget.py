@@ -15,7 +15,7 @@ from matnet.model import MatNet
 from matnet.presets import preset
 from matnet.train import train
 from tests.helpers import micro_config
-from tests.test_impute_data import write_photos
+from tests.helpers import write_photos
 
 
 @pytest.mark.parametrize("settings", [{}, {"train_limit": 1234}, {"val_size": 5000}, {"val_size": 0, "train_limit": 0},

@@ -31,7 +31,6 @@ import pytest
 from tests.servers import BIN, ServerMissing, mlflow_server, postgres, postgres_bin, ray_cluster
 
 pytestmark = pytest.mark.cluster
-ROOT = Path(__file__).resolve().parents[1]
 
 SPACE = """\
 experiment:

@@ -6,11 +6,10 @@ import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT  # noqa: E402
 DOCKER = ROOT / "docker"
 RECIPES = ("compose.yaml", "kuberay.yaml", "rayjob.yaml", "Dockerfile")
 

@@ -17,7 +17,7 @@ from matnet.presets import preset
 from matnet.build import build_model
 from matnet.train import train
 from tests.helpers import micro_config
-from tests.test_impute_data import write_photos
+from tests.helpers import write_photos
 
 
 def run_cli(*args):

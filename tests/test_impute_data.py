@@ -9,26 +9,7 @@ from PIL import Image
 
 from matnet.config import ConfigError, DataConfig
 from matnet.data import DataFileError, DatasetMissingError, load_split, read_image_folder
-
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "camera", "hubble_deep_field",
-          "retina", "coins", "moon", "grass", "brick")
-
-
-def write_photos(folder) -> list:
-    """The photographs as files, some JPEG, some PNG, some in a subfolder; returns their arrays."""
-    import skimage.data
-
-    arrays = []
-    for i, name in enumerate(PHOTOS):
-        array = np.asarray(getattr(skimage.data, name)())
-        sub = folder / ("more" if i % 3 == 2 else "")
-        sub.mkdir(parents=True, exist_ok=True)
-        path = sub / f"{i:02d}_{name}.{'jpg' if i % 2 else 'png'}"
-        Image.fromarray(array).save(path, quality=95)
-        arrays.append(array)
-    (folder / "notes.txt").write_text("not an image, skipped")
-    return arrays
-
+from tests.helpers import PHOTOS, write_photos
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):

@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from matnet.checkpoint import CheckpointError
 from matnet.locate import RESOLVER_GROUP, checkpoint_folder
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 
 
 @pytest.fixture

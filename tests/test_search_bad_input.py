@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 QUICKSTART = str(ROOT / "spaces" / "quickstart.yaml")
 
 
@@ -30,7 +30,8 @@ def corpus(tmp_path_factory) -> Path:
             info = json.dumps({"name": name, "space_file": QUICKSTART, "cwd": str(d), "storage": str(d / "results"),
                                "experiment_dir": str(folder), "tracking_uri": f"sqlite:///{d}/m.db",
                                "mlflow_experiment": name, "parent_run_id": None, "num_samples": 8,
-                               "max_concurrent": 2})
+                               "max_concurrent": 2, "strategy": "tpe+asha",
+                               "optuna_storage": str(folder / "optuna.journal"), "optuna_study": name})
             (folder / "space.yaml").write_text(Path(QUICKSTART).read_text())
         (folder / "search.json").write_text(info)
         if ledger is not None:

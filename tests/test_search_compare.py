@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from search.compare import RunResult, analyse, variant
+from search.bench.compare import RunResult, analyse, variant
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 
 
 def run(strategy: str, seed: int, curve: list, nll: float) -> RunResult:
@@ -44,8 +43,8 @@ def test_a_run_file_takes_the_strategy_the_seed_and_no_time_limit():
     import yaml
     text = (ROOT / "spaces" / "compare.yaml").read_text()
     raw = yaml.safe_load(variant(text, "random+asha", 3))
-    assert raw["sampler"]["type"] == "random" and raw["sampler"]["seed"] == 3
-    assert raw["scheduler"]["type"] == "asha" and raw["scheduler"]["reduction_factor"] == 3
+    assert raw["strategy"] == "random+asha" and "type" not in raw["sampler"] and raw["sampler"]["seed"] == 3
+    assert "type" not in raw["scheduler"] and raw["scheduler"]["reduction_factor"] == 3
     assert raw["experiment"]["name"] == "random-asha-seed3" and raw["experiment"]["time_budget_s"] == 0
     assert raw["mlflow"] == {"enabled": False}
 

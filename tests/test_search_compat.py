@@ -8,9 +8,8 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 
 PROBE = """
 import json, os
@@ -40,7 +39,7 @@ def test_the_switch_reaches_a_ray_imported_before_it(monkeypatch):
     import ray  # noqa: F401 - imported first, as a notebook or a test would
     from ray._private import ray_constants
 
-    from search.compat import RAY_SINGLE_NODE_ENV, ray_loopback_only
+    from search.tune.compat import RAY_SINGLE_NODE_ENV, ray_loopback_only
     monkeypatch.delenv(RAY_SINGLE_NODE_ENV, raising=False)
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
     ray_loopback_only()
@@ -75,7 +74,7 @@ def test_a_trial_is_reopened_by_its_number():
     reopens trials with it after Tune restores it."""
     import optuna
 
-    from search.compat import trial_of_number
+    from search.tune.compat import trial_of_number
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
     first, second = study.ask(), study.ask()
     study.tell(first, 1.0)

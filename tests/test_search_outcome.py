@@ -1,4 +1,4 @@
-"""One trial outcome (search/outcome.py): the Optuna searcher, the MLflow callback and the trial
+"""One trial outcome (search/store/outcome.py): the Optuna searcher, the MLflow callback and the trial
 ledger (which the export and the final table read) are fed the same trial histories, the way Ray
 Tune's controller feeds them, and must agree on how every trial ended. No Ray runtime is needed."""
 from __future__ import annotations
@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from optuna.trial import TrialState
 
-from search.folder import SearchFolder
-from search.ledger import TrialLedger, read_records
-from search.outcome import Outcome, classify
-from search.results import outcome_counts, trial_rows
-from search.searcher import OptunaSearcher
-from search.study import StudyRef
+from search.store.folder import SearchFolder
+from search.store.ledger import read_records
+from search.tune.callbacks import TrialLedger
+from search.store.outcome import Outcome, classify
+from search.store.ranking import outcome_counts, trial_rows
+from search.tune.searcher import OptunaSearcher
+from search.store.study import StudyRef
 from search.space import load_space
 from search.tracking.callback import MlflowCallback
 from search.tracking.runs import start_parent
@@ -55,6 +56,10 @@ HISTORIES = {
     "diverged": History([result(1, 300.0), {**result(2, math.nan), "status": "diverged", "error": "training diverged"}],
                         "complete", expected=Outcome.DIVERGED),
     "crashed": History([result(1, 250.0)], "error", expected=Outcome.ERROR),
+    # Its last result is its last evaluation but holds no finite value: nothing ranks it as a finished
+    # trial, so every consumer must call it pruned (Optuna cannot be told COMPLETE without a value).
+    "final-without-value": History([result(1, 260.0), result(2, math.inf, final=True)], "complete",
+                                   expected=Outcome.PRUNED),
     "cut-off": History([result(1, 240.0)], "none", expected=Outcome.RUNNING),
 }
 
@@ -81,7 +86,9 @@ def test_the_searcher_the_mlflow_runs_and_the_ledger_agree_on_every_trial(tmp_pa
     folder = SearchFolder(str(tmp_path / "search"))
     study = StudyRef(str(tmp_path / "optuna.journal"), "agree")
     study.create("min")
-    searcher = OptunaSearcher(space.suggest, METRIC, "min", study=study, sampler=space.make_sampler())
+    from search.tune import strategies
+    searcher = OptunaSearcher(space.suggest, METRIC, "min", study=study,
+                              sampler=strategies.get("tpe+asha").sampler(space))
     ledger = TrialLedger(folder, METRIC, "min", min_interval_s=0.0)
     ledger.setup()
     mlflow_callback = MlflowCallback(uri, parent, space, "agree", ledger)
@@ -127,7 +134,7 @@ def test_the_searcher_the_mlflow_runs_and_the_ledger_agree_on_every_trial(tmp_pa
 
     expected = {tid: str(h.expected) for tid, h in HISTORIES.items()}
     assert by_optuna == by_mlflow == by_ledger == by_table == expected
-    assert outcome_counts(records) == {"completed": 2, "diverged": 1, "error": 1, "pruned": 1, "running": 1, "total": 6}
+    assert outcome_counts(records) == {"completed": 2, "diverged": 1, "error": 1, "pruned": 2, "running": 1, "total": 7}
     # what each consumer derives from the outcome
     states = {tid: t.state for tid, t in zip(searcher.trials, searcher.study.trials)}
     assert states["asha"] == TrialState.PRUNED and states["full-stopped-at-max-t"] == TrialState.COMPLETE
@@ -138,14 +145,17 @@ def test_the_searcher_the_mlflow_runs_and_the_ledger_agree_on_every_trial(tmp_pa
 
 
 @pytest.mark.parametrize("last, errored, ended, outcome", [
-    ({"final": True, "status": "running"}, False, True, Outcome.COMPLETED),
+    ({"final": True, "status": "running", METRIC: 123.0}, False, True, Outcome.COMPLETED),
     ({"final": False, "status": "running"}, False, True, Outcome.PRUNED),
     (None, False, True, Outcome.PRUNED),                      # ended before its first report
     ({"final": False, "status": "diverged"}, False, True, Outcome.DIVERGED),
     ({"final": False, "status": "diverged"}, False, False, Outcome.DIVERGED),
     ({"final": True}, True, True, Outcome.ERROR),              # a crash wins over everything
-    ({"final": True, "status": "running"}, False, False, Outcome.RUNNING),
+    ({"final": True, "status": "running", METRIC: 123.0}, False, False, Outcome.RUNNING),
+    ({"final": True, "status": "running", METRIC: math.nan}, False, True, Outcome.PRUNED),  # nothing to rank
+    ({"final": True, "status": "running", METRIC: math.inf}, False, True, Outcome.PRUNED),
+    ({"final": True, "status": "running"}, False, True, Outcome.PRUNED),                    # no value at all
 ])
 def test_classify(last, errored, ended, outcome):
-    assert classify(last, errored=errored, ended=ended) is outcome
+    assert classify(last, METRIC, errored=errored, ended=ended) is outcome
     assert str(outcome) == outcome.value  # how tags, tables and JSON spell it

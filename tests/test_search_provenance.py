@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from search.folder import SearchFolder, SearchInfo
-from search.provenance import SIGNATURES, UntrustedStateError, sign, verify
+from search.store.folder import SearchFolder, SearchInfo
+from search.store.provenance import SIGNATURES, UntrustedStateError, sign, verify
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 
 
 class Payload:
@@ -77,7 +77,8 @@ def test_resume_refuses_a_planted_pickle_before_anything_runs(tmp_path):
     space = ROOT / "spaces" / "quickstart.yaml"
     folder = SearchFolder(str(tmp_path / "results" / "quickstart"))
     info = SearchInfo("quickstart", str(space), str(tmp_path), str(tmp_path / "results"), folder.path,
-                      f"sqlite:///{tmp_path}/mlflow.db", "quickstart", None, 8, 2)
+                      f"sqlite:///{tmp_path}/mlflow.db", "quickstart", None, 8, 2, "tpe+asha",
+                      str(tmp_path / "results" / "quickstart" / "optuna.journal"), "quickstart")
     folder.write_info(info, space.read_text())
     tune_state(Path(folder.path))
     marker = tmp_path / "pwned"

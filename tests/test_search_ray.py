@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from tests.test_search_provenance import Payload
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 
 SPACE = """\
 experiment:
@@ -443,7 +443,7 @@ def test_a_search_over_conditional_matnets_logs_imputations_and_exports_the_unkn
 
 LISTENERS = """
 import json, os, psutil, ray
-from search.cluster import init_ray
+from search.tune.cluster import init_ray
 from search.space import load_space
 init_ray(None, load_space("spaces/quickstart.yaml"))
 ray.get(ray.remote(lambda: 1).remote())  # a worker process too

@@ -10,8 +10,8 @@ import math
 
 from optuna.trial import TrialState
 
-from search.searcher import OptunaSearcher
-from search.study import StudyRef
+from search.tune.searcher import OptunaSearcher
+from search.store.study import StudyRef
 
 
 def _space(trial):

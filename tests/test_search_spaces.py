@@ -12,7 +12,7 @@ import pytest
 from matnet.config import Config
 from search.space import Space, SpaceError, check_resume_compatible, load_space
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 SHIPPED = sorted((ROOT / "spaces").glob("*.yaml"))
 
 BASE = """\
@@ -33,8 +33,10 @@ def space_from(text: str, tmp_path: Path, name: str = "s.yaml") -> Space:
 
 
 def error_of(text: str, tmp_path: Path) -> str:
+    """The one line a space file gets before Ray starts: from reading it, or from its strategy's check."""
+    from search.tune import strategies
     with pytest.raises(SpaceError) as e:
-        space_from(text, tmp_path)
+        strategies.for_space(space_from(text, tmp_path))
     msg = str(e.value)
     assert "\n" not in msg, msg
     assert msg.startswith(str(tmp_path / "s.yaml") + ":"), msg
@@ -151,7 +153,8 @@ sampler: {type: tpe, seed: 0, n_startup_trials: 3}
 points_to_evaluate:
   - {train.lr: 1.0e-3, model.meta_modules.count: 1}
 """, tmp_path)
-    study = optuna.create_study(sampler=s.make_sampler())
+    from search.tune import strategies
+    study = optuna.create_study(sampler=strategies.get("tpe+asha").sampler(s))
     for pt in s.points():
         study.enqueue_trial(pt)
     study.optimize(lambda t: (s.suggest(t), s.trial_config(t.params).train.lr)[1], n_trials=8)
@@ -323,7 +326,7 @@ def test_a_key_set_twice_needs_a_condition(tmp_path):
 def test_an_image_folder_space_counts_its_budget_from_the_folder(tmp_path):
     """The search asks matnet.budget how many reports a trial makes, for image folders too (it used
     to die with KeyError: 'image-folder' in a table of its own)."""
-    from tests.test_impute_data import write_photos
+    from tests.helpers import write_photos
     write_photos(tmp_path / "photos")
     text = ("experiment: {name: faces, num_samples: 2}\nbase: faces-occluders\n"
             "data: {image_folder: %s, val_size: 2}\nfixed:\n  train: {batch_size: 3, epochs: 4, device: cpu}\n"
@@ -366,8 +369,8 @@ def test_the_dry_run_validates_every_sampled_trial_as_training_will(tmp_path):
 
 def test_the_searcher_draws_again_instead_of_starting_a_trial_that_cannot_train(tmp_path):
     from matnet.config import ConfigError
-    from search.searcher import OptunaSearcher
-    from search.study import StudyRef
+    from search.tune.searcher import OptunaSearcher
+    from search.store.study import StudyRef
     s = space_from(BASE + "search:\n  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n", tmp_path)
 
     def check(params):

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from search import storage
-from search.folder import SearchFolder, SearchFolderError, SearchInfo
-from search.ledger import TrialRecord, end_running, read_records, write_records
+from search.store import storage
+from search.store.folder import SearchFolder, SearchFolderError, SearchInfo
+from search.store.ledger import TrialRecord, end_running, read_records, write_records
 
 
 @pytest.mark.parametrize("as_uri", [False, True])
@@ -42,7 +42,8 @@ def test_a_search_folder_reads_back_what_it_wrote_and_refuses_what_it_did_not(tm
     assert not folder.is_search() and not folder.is_used()
     with pytest.raises(SearchFolderError, match="no search.json"):
         folder.read_info()
-    info = SearchInfo("s", "space.yaml", str(tmp_path), str(tmp_path), folder.path, "sqlite:///x.db", "s", None, 4, 2)
+    info = SearchInfo("s", "space.yaml", str(tmp_path), str(tmp_path), folder.path, "sqlite:///x.db", "s", None, 4, 2, "tpe+asha",
+                      str(tmp_path / "s" / "optuna.journal"), "s")
     folder.write_info(info, "experiment: {}\n")
     assert folder.is_search() and folder.read_info() == info
     (tmp_path / "s" / "search.json").write_text("[1, 2]")
@@ -66,7 +67,7 @@ def test_the_ledger_round_trips_and_ends_what_a_time_budget_cut_short(tmp_path):
     records = read_records(folder)
     assert records["b"].best_value == 3.0 and records["b"].best_step == 20 and records["b"].iterations == 3
     assert "config" not in records["b"].last  # only plain values are kept
-    assert end_running(folder) == 2
+    assert end_running(folder, "m") == 2
     assert {t: r.outcome for t, r in read_records(folder).items()} == {"a": "completed", "b": "pruned", "c": "completed"}
     (tmp_path / "trials.json").write_text(json.dumps({"trials": [1]}))
     with pytest.raises(SearchFolderError, match="not a trial ledger"):

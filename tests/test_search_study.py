@@ -5,29 +5,28 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 import pytest
 
-from search.folder import SearchFolder
-from search.study import STORAGE_ENV, StudyError, StudyRef, check_storage, resolve_storage
+from search.store.folder import SearchFolder
+from search.store.study import STORAGE_ENV, StudyError, StudyRef, check_storage, resolve_storage
 from tests.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 
 
 def test_where_a_new_search_keeps_its_study(tmp_path, monkeypatch):
     folder = SearchFolder(str(tmp_path / "results" / "s"))
     monkeypatch.delenv(STORAGE_ENV, raising=False)
-    assert resolve_storage(None, None, folder) == str(tmp_path / "results" / "s" / "optuna.journal")
+    assert resolve_storage(None, None, folder.path) == str(tmp_path / "results" / "s" / "optuna.journal")
     monkeypatch.setenv(STORAGE_ENV, "postgresql+psycopg://env@db/optuna")
-    assert resolve_storage(None, None, folder) == "postgresql+psycopg://env@db/optuna"
-    assert resolve_storage(None, "postgresql+psycopg://file@db/optuna", folder) == "postgresql+psycopg://file@db/optuna"
-    assert resolve_storage("postgresql+psycopg://flag@db/optuna", "x", folder) == "postgresql+psycopg://flag@db/optuna"
+    assert resolve_storage(None, None, folder.path) == "postgresql+psycopg://env@db/optuna"
+    assert resolve_storage(None, "postgresql+psycopg://file@db/optuna", folder.path) == "postgresql+psycopg://file@db/optuna"
+    assert resolve_storage("postgresql+psycopg://flag@db/optuna", "x", folder.path) == "postgresql+psycopg://flag@db/optuna"
     monkeypatch.delenv(STORAGE_ENV)
     with pytest.raises(StudyError, match="object store, which cannot hold the Optuna study; give a database"):
-        resolve_storage(None, None, SearchFolder("s3://bucket/searches/s"))
+        resolve_storage(None, None, "s3://bucket/searches/s")
 
 
 def test_a_url_with_a_password_or_that_is_no_url_is_refused_and_files_are_made_absolute(tmp_path, monkeypatch):

@@ -6,14 +6,13 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from search.space import SpaceError, check_resume_compatible, load_space
 from search.tracking.uri import TrackingUriError, checked_tracking_uri
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 QUICKSTART = str(ROOT / "spaces" / "quickstart.yaml")
 
 

@@ -17,7 +17,7 @@ from .schema import CategoricalParam, FloatParam, IntParam, SpaceFile
 def base_overrides(path: str, settings: SpaceFile, cwd: str | None) -> dict[str, Any]:
     """`data:` and `fixed:` as dotted config overrides of the base preset, each checked by matnet's
     config; a relative data directory made absolute (trials run in folders of their own)."""
-    from matnet.data import DATASETS
+    from matnet.data import source_problems
     from matnet.presets import PRESETS, preset
 
     if settings.base not in PRESETS:
@@ -47,8 +47,9 @@ def base_overrides(path: str, settings: SpaceFile, cwd: str | None) -> dict[str,
     data_dir = Path(config.data.data_dir).expanduser()
     if not data_dir.is_absolute():
         overrides["data.data_dir"] = str((Path(cwd or os.getcwd()) / data_dir).resolve())
-    if config.data.dataset not in DATASETS:
-        raise fail(path, "data.dataset", f"{config.data.dataset!r} is not known; use one of {', '.join(DATASETS)}")
+    problems = source_problems(config.data)
+    if problems:
+        raise fail(path, problems[0].split("=", 1)[0], problems[0])
     return overrides
 
 
@@ -113,26 +114,15 @@ def _where(problem: str, space: Any) -> str:
 
 
 def check_schedule(space: Any) -> None:
-    """ASHA counts a trial's reports: it needs to know how many a full trial makes."""
-    from matnet.budget import BUDGET_KEYS
+    """A full trial's reports must be countable from the file (a strategy's scheduler counts them;
+    search/tune/strategies/ checks its own settings against them), and the metric must be one a
+    trial reports."""
     from matnet.data import DatasetMissingError
 
-    scheduler = space.settings.scheduler
-    searched = {node.key for node in space.nodes if node.key is not None}
-    if scheduler.type == "asha" and scheduler.max_t is None:
-        varied = [key for key in BUDGET_KEYS if key in searched]
-        if varied:
-            raise fail(space.path, "scheduler.max_t", f"needed because {varied[0]} is searched (trials report a "
-                                                      f"different number of times); set max_t to the reports of the "
-                                                      f"longest trial")
     try:
-        reports = space.reports_per_trial()
+        space.reports_per_trial()
     except (ConfigError, DatasetMissingError) as e:
         raise fail(space.path, "data", f"{e}") from None
-    if scheduler.type == "asha" and scheduler.grace_period > reports:
-        raise fail(space.path, "scheduler.grace_period", f"{scheduler.grace_period} is more than the {reports} "
-                                                         f"reports a trial makes; lower it (or report more often "
-                                                         f"with train.eval_every_steps)")
     if space.settings.experiment.metric.startswith("val_kl_per_layer"):
         raise fail(space.path, "experiment.metric", "per-layer KLs are reported as val_kl_0, val_kl_1, ...; "
                                                     "use one of those")
@@ -160,7 +150,7 @@ def check_resume_compatible(saved: Any, new: Any) -> None:
                                                        f"{new.settings.experiment.num_samples} since the search started; "
                                                        f"a resumed search keeps its trials: restore it, or start a new "
                                                        f"search with --name to run more")
-    for section in ("search", "scheduler", "sampler", "base", "data", "fixed", "points_to_evaluate"):
+    for section in ("strategy", "search", "scheduler", "sampler", "base", "data", "fixed", "points_to_evaluate"):
         if getattr(saved.settings, section) != getattr(new.settings, section):
             raise fail(new.path, section, "differs from the search being resumed; restore it (see space.yaml in "
                                           "the search directory) or start a new search with --name")

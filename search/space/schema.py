@@ -5,8 +5,12 @@
     data:         the data set (keys of matnet.config.DataConfig)
     fixed:        config keys set for every trial (nested sections or dotted keys)
     search:       the searched parameters, in order; each is an Optuna distribution
-    scheduler:    asha (early stopping) or none
-    sampler:      tpe (seeded, the default) or random
+    strategy:     how configurations are drawn and which trials stop: a registered name (tpe+asha,
+                  random, random+asha, tpe, hyperband, pbt; search/tune/strategies/), or
+                  {name: NAME, OPTION: VALUE, ...}; default: from sampler.type and scheduler.type
+    scheduler:    the rung settings of asha and hyperband (type: asha or none, for files that name
+                  no strategy)
+    sampler:      the sampler's seed and TPE's settings (type: tpe or random, likewise)
     points_to_evaluate: trials to run first
     mlflow:       experiment name, tracking URI, sample images per trial
     export:       IWAE evaluation of the best checkpoint (K, split, images)
@@ -46,6 +50,8 @@ class ScalarParam(_Strict):
     when: Optional[dict[str, Any]] = None
     # The value the key takes when a condition does not hold (default: the fixed/base value).
     otherwise: Any = None
+    # Population-based training may change it while a trial trains (strategy: pbt).
+    mutable: bool = False
 
 
 class FloatParam(ScalarParam):
@@ -211,6 +217,8 @@ class Export(_Strict):
 
 class SpaceFile(_Strict):
     experiment: Experiment
+    # A registered strategy's name, or {name: NAME, ...its options}; None: sampler.type + scheduler.type.
+    strategy: Union[str, dict[str, Any], None] = None
     base: str = "tiny"
     data: dict[str, Any] = {}
     fixed: dict[str, Any] = {}

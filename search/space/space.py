@@ -7,6 +7,7 @@ from typing import Any
 
 from matnet.config import Config
 
+from .errors import fail
 from .nodes import Distribution, Node, decode, encode
 from .schema import CategoricalParam, SpaceFile
 
@@ -69,25 +70,14 @@ class Space:
         return [{name: encode(v) if isinstance(dists.get(name), CategoricalParam) else v for name, v in point.items()}
                 for point in self.settings.points_to_evaluate]
 
-    def make_sampler(self):
-        import optuna
-        s = self.settings.sampler
-        if s.type == "random":
-            return optuna.samplers.RandomSampler(seed=s.seed)
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials,
-                                              multivariate=s.multivariate, group=s.group and s.multivariate,
-                                              constant_liar=True)
-
-    def sample(self, n: int, seed: int | None = None) -> list[dict[str, Any]]:
-        """n parameter sets as the sampler would draw them (no trials are run), points first."""
+    def sample(self, n: int, seed: int | None = None, sampler: Any = None) -> list[dict[str, Any]]:
+        """n parameter sets as `sampler` (default: Optuna's RandomSampler with `seed`, else the space's
+        sampler.seed) would draw them with no results to learn from, points_to_evaluate first."""
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = self.make_sampler() if seed is None else optuna.samplers.RandomSampler(seed=seed)
-        direction = "minimize" if self.settings.experiment.mode == "min" else "maximize"
-        study = optuna.create_study(sampler=sampler, direction=direction)
+        if sampler is None:
+            sampler = optuna.samplers.RandomSampler(seed=self.settings.sampler.seed if seed is None else seed)
+        study = optuna.create_study(sampler=sampler)  # nothing is told a value: the direction plays no part
         for point in self.points():
             study.enqueue_trial(point)
         out = []
@@ -97,6 +87,68 @@ class Space:
             out.append(dict(trial.params))
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return out
+
+    def valid_samples(self, n: int, seed: int) -> list[dict[str, Any]]:
+        """n random parameter sets (points_to_evaluate first) that each make a config matnet can train;
+        SpaceError when too few draws do."""
+        from matnet.config import ConfigError
+        drawn = self.sample(4 * n + 50, seed=seed)
+        kept = []
+        for params in drawn:
+            try:
+                self.valid_trial_config(params)
+            except ConfigError:
+                continue
+            kept.append(params)
+            if len(kept) == n:
+                return kept
+        raise fail(self.path, "search", f"only {len(kept)} of {len(drawn)} random draws make a config matnet can "
+                                        f"train; check the space with --dry-run")
+
+    # ---- the file's parameters and strategy --------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Every scalar parameter as the file writes it, by name (a repeat block's fields included,
+        under their per-scale names)."""
+        return dict(self.distributions())  # a node's distribution is the file's own parameter entry
+
+    def sometimes_drawn(self) -> list[str]:
+        """The parameters some trials draw and others do not (a `when:`, a repeat block's drawn count)."""
+        from .nodes import RepeatNode
+        always: set[str] = set()
+        for node in self.nodes:
+            if node.condition.clauses:
+                continue
+            if not isinstance(node, RepeatNode):
+                always.add(node.name)
+                continue
+            if isinstance(node.count, int):
+                fewest = node.count
+            else:
+                always.add(node.count_name)
+                fewest = min(node.count.choices) if hasattr(node.count, "choices") else node.count.low
+            for item in node.items[len(node.items) - int(fewest):]:
+                always.update(slot.name for slot in item.slots if slot.dist is not None and not slot.condition.clauses)
+        return [name for name in self.distributions() if name not in always]
+
+    def key_of(self, name: str) -> str | None:
+        """The config key a parameter sets (None: a helper parameter, or a field of a repeat block)."""
+        for node in self.nodes:
+            if getattr(node, "name", None) == name and hasattr(node, "dist"):
+                return node.key
+        return None
+
+    def strategy_options(self, model: Any) -> Any:
+        """The options a strategy takes, from `strategy: {name: ..., OPTION: ...}`, validated by the
+        strategy's pydantic `model`; SpaceError naming the option."""
+        from pydantic import ValidationError
+        raw = self.settings.strategy if isinstance(self.settings.strategy, dict) else {}
+        try:
+            return model(**{k: v for k, v in raw.items() if k != "name"})
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(x) for x in err["loc"])
+            raise fail(self.path, f"strategy.{where}", f"{err['msg']}; fix the value (known options: "
+                                                      f"{', '.join(model.model_fields)})") from None
 
     # ---- budget ----------------------------------------------------------------------------------
     def reports_per_trial(self) -> int:

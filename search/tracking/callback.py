@@ -7,10 +7,12 @@ server, and interruption and resume are handled in one place.
   own state), so a resumed or restarted trial never gets a second child run, and iterations already
   logged are not logged twice.
 - Each result is logged with one `log_batch` request, at matnet's training step.
-- A finished trial gets its outcome (search/outcome.py) as the `status` tag, its best value (from
+- A finished trial gets its outcome (search/store/outcome.py) as the `status` tag, its best value (from
   the trial ledger), its figures (samples or imputations, per-layer KL) under figures/, and its
   training history (metrics.jsonl, Figure 4 as kl_per_layer.png) under training/.
 - Child runs carry the parent's context tags (user, source, git commit) and their data set as input.
+- Under population-based training, each exploitation is a tag `pbt.exploit.N` (whose checkpoint, at
+  which step, the new parameters) and `pbt.exploits` counts them.
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ..ledger import TrialLedger, error_line
-from ..trainable import TRAINING_FILES
-from ..outcome import Outcome, classify
+from matnet.folders import RUN_METRICS, RUN_PLOT
+
+from ..store.keys import ERROR_KEY, ITERATION_KEY, LINEAGE_KEY, NODE_KEY, STEP_KEY, kl_per_layer
+from ..store.ledger import error_line
+from ..store.outcome import Outcome, classify
 from .context import dataset_input, inherited_tags
 from .runs import (MAX_BATCH_METRICS, SEARCH_TAG, STATUS_TAG, TRIAL_TAG, chunks, client, flat_config, log_params,
                    numeric_metrics)
@@ -37,12 +41,12 @@ MLFLOW_STATUS = {Outcome.COMPLETED: "FINISHED", Outcome.PRUNED: "FINISHED", Outc
 
 
 class MlflowCallback(Callback):
-    def __init__(self, tracking_uri: str, parent_run_id: str, space: Any, search_name: str, ledger: TrialLedger):
+    def __init__(self, tracking_uri: str, parent_run_id: str, space: Any, search_name: str, ledger: Any):
         self.tracking_uri = tracking_uri
         self.parent_run_id = parent_run_id
         self.space = space
         self.search_name = search_name
-        self.ledger = ledger  # a callback before this one: the trials' best values
+        self.ledger = ledger  # the trial ledger, a callback before this one: the trials' best values
         self.metric = space.settings.experiment.metric
         self.sample_images = space.settings.mlflow.sample_images
         self._runs: dict[str, str] = {}        # trial id -> child run id
@@ -98,7 +102,7 @@ class MlflowCallback(Callback):
         if found is not None:
             self._runs[trial_id] = found.info.run_id
             if trial_id not in self._last_iter:
-                history = mlflow_client.get_metric_history(found.info.run_id, "training_iteration")
+                history = mlflow_client.get_metric_history(found.info.run_id, ITERATION_KEY)
                 self._last_iter[trial_id] = int(max((m.value for m in history), default=0))
             return found.info.run_id
         run = mlflow_client.create_run(self._experiment_id, run_name=f"{self.search_name}/{trial_id}", tags={
@@ -133,10 +137,13 @@ class MlflowCallback(Callback):
         def log():
             from mlflow.entities import Metric
             run_id = self._child(trial)
-            it = int(result.get("training_iteration", 0))
+            it = int(result.get(ITERATION_KEY, 0))
+            exploited = result.get(LINEAGE_KEY)
+            if isinstance(exploited, dict):
+                self._tag_exploit(run_id, exploited)
             if it <= self._last_iter.get(trial.trial_id, 0):
                 return  # logged before an interruption: not twice
-            step = int(result.get("step", it))
+            step = int(result.get(STEP_KEY, it))
             ts = int(time.time() * 1000)
             metrics = [Metric(k, v, ts, step) for k, v in numeric_metrics(result).items()]
             for chunk in chunks(metrics, MAX_BATCH_METRICS):
@@ -144,11 +151,23 @@ class MlflowCallback(Callback):
             self._last_iter[trial.trial_id] = it
         self._safe(f"log a result of trial {trial.trial_id}", log)
 
+    def _tag_exploit(self, run_id: str, exploited: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+        tags = self._mlflow().get_run(run_id).data.tags
+        n = int(tags.get("pbt.exploits", "0"))
+        text = (f"step {exploited.get('step')}: took {exploited.get('from_trial')}'s checkpoint; "
+                + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in sorted((exploited.get("params") or {}).items())))
+        if any(v == text for k, v in tags.items() if k.startswith("pbt.exploit.")):
+            return  # told before an interruption
+        self._mlflow().log_batch(run_id, tags=[RunTag(f"pbt.exploit.{n + 1}", text[:5000]),
+                                               RunTag("pbt.exploits", str(n + 1))])
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial, classify(trial.last_result, ended=True))
+        self._finish(trial, classify(trial.last_result, self.metric))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial, classify(trial.last_result, errored=True))
+        self._finish(trial, classify(trial.last_result, self.metric, errored=True))
 
     def _finish(self, trial: Any, outcome: Outcome) -> None:
         def finish():
@@ -156,15 +175,15 @@ class MlflowCallback(Callback):
             run_id = self._child(trial)
             last = trial.last_result or {}
             tags = {STATUS_TAG: str(outcome)}
-            if last.get("ray_node_id"):
-                tags["ray_node_id"] = str(last["ray_node_id"])
-            if outcome is Outcome.DIVERGED and last.get("error"):
-                tags["error"] = str(last["error"])[:5000]
+            if last.get(NODE_KEY):
+                tags[NODE_KEY] = str(last[NODE_KEY])
+            if outcome is Outcome.DIVERGED and last.get(ERROR_KEY):
+                tags[ERROR_KEY] = str(last[ERROR_KEY])[:5000]
             if outcome is Outcome.ERROR:
-                tags["error"] = error_line(trial)
+                tags[ERROR_KEY] = error_line(trial.error_file)
             ts = int(time.time() * 1000)
-            step = int(last.get("step", last.get("training_iteration", 0)) or 0)
-            finals = [Metric("iterations", float(last.get("training_iteration", 0) or 0), ts, step)]
+            step = int(last.get(STEP_KEY, last.get(ITERATION_KEY, 0)) or 0)
+            finals = [Metric("iterations", float(last.get(ITERATION_KEY, 0) or 0), ts, step)]
             record = self.ledger.records.get(trial.trial_id)
             if record is not None and record.best_value is not None:
                 finals.append(Metric(f"best_{self.metric}", record.best_value, ts, step))
@@ -181,14 +200,14 @@ class MlflowCallback(Callback):
         if checkpoint is None:
             return
         last = trial.last_result or {}
-        kl = [last[f"val_kl_{i}"] for i in range(1000) if f"val_kl_{i}" in last] or None
+        kl = kl_per_layer(last)
         if outcome is Outcome.DIVERGED:
             kl = None  # the checkpoint is the last good one; its own metrics say what its KLs were
         with tempfile.TemporaryDirectory() as tmp, checkpoint.as_directory() as folder:
-            title = f"{trial.trial_id} ({outcome}), step {last.get('step', '?')}"
+            title = f"{trial.trial_id} ({outcome}), step {last.get(STEP_KEY, '?')}"
             for f in checkpoint_figures(folder, Path(tmp), self.sample_images, title, kl):
                 self._mlflow().log_artifact(run_id, str(f), "figures")
             # The trial's training history and Figure 4, kept in its checkpoints (search/trainable.py).
-            for name in TRAINING_FILES:
+            for name in (RUN_METRICS, RUN_PLOT):
                 if (Path(folder) / name).is_file():
                     self._mlflow().log_artifact(run_id, str(Path(folder) / name), "training")

@@ -52,8 +52,8 @@ def dataset_input(data: Any, context: str = "training") -> Any:
     it used, and a digest of those, so runs on the same data share one dataset in the UI."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    where = data.image_folder if data.dataset == "image-folder" else data.data_dir
-    source = {"dataset": data.dataset, "uri": str(Path(where).expanduser().resolve())}
+    from matnet.data import source_folder
+    source = {"dataset": data.dataset, "uri": str(Path(source_folder(data)).expanduser().resolve())}
     profile = {"binarize": data.binarize, "train_limit": data.train_limit, "val_size": data.val_size,
                "eval_limit": data.eval_limit, "task": data.task}
     if data.task == "impute":

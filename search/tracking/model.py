@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from matnet.checkpoint import TRAIN_STATE
+
 from .runs import client
 
 CHECKPOINT = "checkpoint"  # the key of the checkpoint folder in the model's artifacts (pyfunc_model.py reads it)
@@ -22,7 +24,7 @@ CHAMPION = "champion"
 MODEL_NAME = "model"
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 # Files of a checkpoint folder the model leaves out: the optimizer state, only for resuming training.
-NOT_IN_MODEL = ("train_state.pt",)
+NOT_IN_MODEL = (TRAIN_STATE,)
 
 
 def signature(image_shape: tuple[int, ...]) -> Any:

@@ -19,18 +19,17 @@ from pathlib import Path
 from matnet.checkpoint import CheckpointError
 
 from .model import CHECKPOINT
-from .runs import resolve_tracking_uri
-from .uri import checked_tracking_uri
+from .uri import tracking_uri
 
 
 def resolve(uri: str) -> Path:
     import mlflow
 
-    tracking_uri = checked_tracking_uri(resolve_tracking_uri())
+    uri_of_store = tracking_uri()
     local = Path(tempfile.mkdtemp(prefix="matnet-mlflow-"))
     atexit.register(shutil.rmtree, local, True)
     fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(local),
-                                                       tracking_uri=tracking_uri))
+                                                       tracking_uri=uri_of_store))
     return checkpoint_in(fetched, uri)
 
 

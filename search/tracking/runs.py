@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any, Iterable
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+from ..store.keys import KL_PREFIX
+
 TRIAL_TAG = "trial_id"
 SEARCH_TAG = "search_name"
 STATUS_TAG = "status"         # a child run: the trial's outcome (search/outcome.py); the parent: the search's state
@@ -24,12 +24,6 @@ RAY_KEYS = {"pid", "timestamp", "time_this_iter_s", "iterations_since_restore", 
             "config", "checkpoint_dir_name", "experiment_id"}
 MAX_BATCH_PARAMS = 100  # MLflow's limit of params per log_batch request
 MAX_BATCH_METRICS = 1000
-
-
-def resolve_tracking_uri(cli_uri: str | None = None, yaml_uri: str | None = None) -> str:
-    """--tracking-uri, else the space file's mlflow.tracking_uri, else MLFLOW_TRACKING_URI, else
-    sqlite:///mlflow.db in the working directory."""
-    return cli_uri or yaml_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def client(uri: str):
@@ -80,8 +74,8 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
 def mlflow_name(key: str) -> str:
     """A result's key in MLflow: the per-layer KLs val_kl_0, val_kl_1, ... (Tune's names, flat) become
     val_kl/0, val_kl/1, ..., which MLflow's charts view groups in one section."""
-    stem, _, layer = key.rpartition("_")
-    return f"{stem}/{layer}" if stem == "val_kl" and layer.isdigit() else key
+    layer = key[len(KL_PREFIX):]
+    return f"{KL_PREFIX[:-1]}/{layer}" if key.startswith(KL_PREFIX) and layer.isdigit() else key
 
 
 def start_parent(uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str],

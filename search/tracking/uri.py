@@ -1,6 +1,9 @@
-"""The MLflow tracking URI of a search, checked before Ray starts: a scheme MLflow knows, a store
-that answers within seconds, and relative paths made absolute (search.json keeps the URI, and
-`--resume` from another folder must find the same store)."""
+"""The MLflow tracking URI of a search: where it comes from, and the check before Ray starts.
+
+Where: --tracking-uri, else the space file's mlflow.tracking_uri, else MLFLOW_TRACKING_URI, else
+sqlite:///mlflow.db in the working folder (`tracking_uri`; the one place that order is written).
+The check: a scheme MLflow knows, a store that answers within seconds, and relative paths made
+absolute (search.json keeps the URI, and `--resume` from another folder must find the same store)."""
 from __future__ import annotations
 
 import os
@@ -13,10 +16,17 @@ from pathlib import Path
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 SERVER_SCHEMES = ("http", "https")
 ANSWER_WITHIN_S = 5.0
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 class TrackingUriError(RuntimeError):
     """A tracking URI that cannot be used; one line with the fix."""
+
+
+def tracking_uri(cli_uri: str | None = None, space_uri: str | None = None, cwd: str | None = None) -> str:
+    """The tracking URI to use (the order in this module's docstring), checked and made absolute."""
+    return checked_tracking_uri(cli_uri or space_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
+                                cwd)
 
 
 def checked_tracking_uri(uri: str, cwd: str | None = None) -> str:

@@ -1,9 +1,6 @@
 """How much of a trial slot goes into training: a search of short real trials on this machine.
 
     python -m search.bench [--trials 8] [--concurrent 2] [--steps 40] [--json bench.json]
-    python -m search.bench compare SPACE.yaml --seeds N --budget STEPS [--json PATH] [--plot PNG]
-
-(`compare`: search strategies side by side on the same compute, search/compare.py.)
 
 Runs a real search (local Ray, Optuna, MLflow logging and checkpoints, no early stopping) of a tiny
 MatNet on a slice of MNIST, then reports
@@ -21,12 +18,13 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from matnet.cli import ArgumentParser
+
+from ..store.errors import RunError
 
 SPACE = """\
 experiment:
@@ -50,48 +48,7 @@ mlflow: {{sample_images: 16, artifact_location: {artifacts}}}
 """
 
 
-def compare_main(argv: list[str]) -> int:
-    from .cluster import RunError
-    from .compare import STRATEGIES, compare, plot, print_report, to_json
-
-    p = ArgumentParser(prog="python -m search.bench compare",
-                                description="search strategies side by side on the same compute")
-    p.add_argument("space", help="a search-space YAML whose trials take seconds (e.g. spaces/compare.yaml)")
-    p.add_argument("--seeds", type=int, default=3, help="runs per strategy (seeds 0..N-1)")
-    p.add_argument("--budget", type=int, required=True, help="training steps per run, all trials together")
-    p.add_argument("--strategies", default=",".join(STRATEGIES),
-                   help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all)")
-    p.add_argument("--json", help="write the report and every run's curve as JSON")
-    p.add_argument("--plot", help="write the best value against the steps spent as PNG")
-    p.add_argument("--keep", help="keep the runs' search folders under this folder (default: a temporary one)")
-    args = p.parse_args(argv)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown or not strategies:
-        raise RunError(f"--strategies {args.strategies!r}: use some of {', '.join(STRATEGIES)}")
-    if args.seeds < 1 or args.budget < 1:
-        raise RunError("--seeds and --budget must be at least 1")
-    for out in (args.json, args.plot):
-        if out and not Path(out).resolve().parent.is_dir():
-            raise RunError(f"{out}: its folder does not exist; create it first")
-    keep = Path(args.keep).resolve() if args.keep else None
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-    report, results = compare(Path(args.space), args.seeds, args.budget, strategies, keep)
-    from .space import load_space
-    metric = load_space(args.space).settings.experiment.metric
-    print_report(report, metric)
-    if args.json:
-        Path(args.json).write_text(to_json(report, results))
-    if args.plot:
-        plot(report, metric, Path(args.plot))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "compare":
-        return compare_main(argv[1:])
     p = ArgumentParser(prog="python -m search.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--concurrent", type=int, default=0, help="trial slots (default: the CPU count)")
@@ -101,23 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the figures as JSON to this path")
     args = p.parse_args(argv)
     if args.trials < 1 or args.steps < 1 or args.every < 1:
-        from .cluster import RunError
         raise RunError("--trials, --steps and --every must be at least 1")
     slots = args.concurrent or (os.cpu_count() or 1)
 
-    from . import run
-    from .ledger import read_records
-    from .folder import SearchFolder
-    from .space import load_space
+    from ..run import SearchOptions, run_search
+    from ..space import load_space
+    from ..store.folder import SearchFolder
+    from ..store.ledger import read_records
 
     with tempfile.TemporaryDirectory(prefix="matnet-bench-") as tmp:
         space_file = Path(tmp) / "bench.yaml"
         space_file.write_text(SPACE.format(trials=args.trials, concurrent=slots, steps=args.steps, every=args.every,
                                            reuse=str(not args.no_reuse).lower(), artifacts=Path(tmp) / "mlartifacts"))
         t0 = time.monotonic()
-        outcome = run.run_search(run.parser().parse_args([
-            str(space_file), "--storage", str(Path(tmp) / "results"), "--no-export",
-            "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"]), load_space(space_file))
+        outcome = run_search(load_space(space_file), SearchOptions(
+            storage=str(Path(tmp) / "results"), export=False, tracking_uri=f"sqlite:///{tmp}/mlflow.db"))
         total = time.monotonic() - t0
         if outcome.code != 0:
             return outcome.code
@@ -149,6 +104,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from .cli import run_cli
-    run_cli(main)

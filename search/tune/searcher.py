@@ -5,21 +5,20 @@ low-fidelity score, which TPE then ranks against fully trained trials as if they
 test keeps that fact in view: tests/test_search_searcher.py). This searcher is written on the public
 APIs of both libraries instead (Tune's `Searcher`, Optuna's ask-and-tell; one private Optuna name, in
 search/compat.py, reopens a trial after a restart), and tells each trial as
-`search.outcome.classify` decides, the same way the MLflow runs and the export see it:
+`search.store.outcome.classify` decides, the same way the MLflow runs and the export see it:
 
 - completed -> COMPLETE with its last value;
 - pruned    -> PRUNED, its last value recorded as the intermediate value at the training step it
                reached (Optuna ranks pruned trials by how far they got);
 - diverged, error -> FAIL.
 
-The study lives in the search's Optuna storage (search/study.py), not in Tune's pickled state.
+The study lives in the search's Optuna storage (search/store/study.py), not in Tune's pickled state.
 Intermediate values are recorded at matnet's training step (`step` in a result), so the study reads
 in the same units as the training logs.
 """
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 from typing import Any, Callable, Optional
 
@@ -27,27 +26,22 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from ..store.keys import ITERATION_KEY, STEP_KEY, is_finite
+from ..store.outcome import Outcome, classify
+from ..store.study import StudyRef
 from .compat import trial_of_number
-from .outcome import Outcome, classify
-from .study import StudyRef
 
 logger = logging.getLogger(__name__)
 
-STEP_KEY = "step"
 MAX_INVALID_DRAWS = 100
-ITERATION_KEY = "training_iteration"
 # What each outcome is told to Optuna as.
 OPTUNA_STATE = {Outcome.COMPLETED: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRUNED,
                 Outcome.DIVERGED: TrialState.FAIL, Outcome.ERROR: TrialState.FAIL}
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 class OptunaSearcher(Searcher):
     """`space(trial)` is an Optuna define-by-run function (search.space.Space.suggest); `study` names
-    the search's persistent study (search/study.py), which must exist.
+    the search's persistent study (search/store/study.py), which must exist.
 
     The study is the record: every ask, intermediate value and tell goes to its storage at once. So
     Tune's searcher state (save/restore) holds only which Optuna trial each Tune trial is, and the
@@ -157,10 +151,8 @@ class OptunaSearcher(Searcher):
         if trial_id not in self.trials or trial_id in self.told:
             return
         trial = self._trial(trial_id)
-        outcome = classify(result, errored=error, ended=True)
+        outcome = classify(result, self.metric, errored=error)
         value = (result or {}).get(self.metric)
-        if outcome is Outcome.COMPLETED and not _finite(value):
-            outcome = Outcome.PRUNED  # nothing to rank it by
         if result:
             self._record(trial_id, result)  # the result the scheduler stopped it on never came through on_trial_result
         trial.set_user_attr("ray_trial_id", trial_id)
@@ -190,12 +182,12 @@ class OptunaSearcher(Searcher):
     @staticmethod
     def _step(result: dict[str, Any]) -> int:
         step = result.get(STEP_KEY)
-        return int(step) if _finite(step) else int(result[ITERATION_KEY])
+        return int(step) if is_finite(step) else int(result[ITERATION_KEY])
 
     def _record(self, trial_id: str, result: dict[str, Any]) -> None:
         """The result's value as Optuna's intermediate value at its training step (once per step)."""
         value = result.get(self.metric)
-        if not _finite(value) or (STEP_KEY not in result and ITERATION_KEY not in result):
+        if not is_finite(value) or (STEP_KEY not in result and ITERATION_KEY not in result):
             return
         step = self._step(result)
         told = self.steps_told.setdefault(trial_id, set())

@@ -2,8 +2,8 @@
 
     search.json    SearchInfo: how the search was started (its space file, MLflow run, trial count)
     space.yaml     the space file as it was when the search started (a resume runs exactly that)
-    trials.json    the trial ledger: how every trial went (search/ledger.py)
-    optuna.journal the Optuna study (search/study.py), unless it is kept in a database
+    trials.json    the trial ledger: how every trial went (search/store/ledger.py)
+    optuna.journal the Optuna study (search/store/study.py), unless it is kept in a database
     best/          the best checkpoint, a matnet checkpoint folder (search/export.py)
     figures/       its figures and IWAE evaluation
     summary.json   the best configuration, its metrics and evaluation, the top trials
@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Optional
 
+from matnet.folders import SEARCH_BEST, SEARCH_INFO, TUNE_STATE
+
 from . import storage
-
-
-class SearchFolderError(RuntimeError):
-    """A search folder that is missing or damaged; the message says which file and what to do."""
+from .errors import SearchFolderError
 
 
 @dataclass
@@ -39,21 +38,33 @@ class SearchInfo:
     parent_run_id: Optional[str]
     num_samples: int
     max_concurrent: int
-    optuna_storage: Optional[str] = None  # where the search's Optuna study is (search/study.py)
-    optuna_study: Optional[str] = None    # its name (the search's)
+    strategy: str                   # the registered search strategy (search/tune/strategies/)
+    optuna_storage: str             # where the search's Optuna study is (search/store/study.py)
+    optuna_study: str               # its name (the search's)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    @property
+    def study(self):
+        """The search's Optuna study (search/store/study.py)."""
+        from .study import StudyRef
+        return StudyRef(self.optuna_storage, self.optuna_study)
 
 
 @dataclass(frozen=True)
 class SearchFolder:
     path: str  # a local path or a URI
 
+    @property
+    def name(self) -> str:
+        """The search's name: the folder's own name."""
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
     def file(self, name: str) -> str:
         return storage.join(self.path, name)
 
     @property
     def info_file(self) -> str:
-        return self.file("search.json")
+        return self.file(SEARCH_INFO)
 
     @property
     def space_copy(self) -> str:
@@ -65,7 +76,7 @@ class SearchFolder:
 
     @property
     def best(self) -> str:
-        return self.file("best")
+        return self.file(SEARCH_BEST)
 
     @property
     def figures(self) -> str:
@@ -80,7 +91,7 @@ class SearchFolder:
 
     def is_used(self) -> bool:
         """Anything of a search here already (ours, or Tune's state from a start that failed early)."""
-        return self.is_search() or storage.exists(self.file("tuner.pkl"))
+        return self.is_search() or storage.exists(self.file(TUNE_STATE))
 
     # ---- search.json -----------------------------------------------------------------------------
     def write_info(self, info: SearchInfo, space_text: str) -> None:
@@ -96,11 +107,14 @@ class SearchFolder:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise SearchFolderError(f"{self.info_file}: not valid JSON ({e}); the search folder is damaged") from None
         known = {f.name for f in fields(SearchInfo)}
-        if not isinstance(raw, dict) or not {"name", "space_file", "tracking_uri"} <= set(raw):
-            raise SearchFolderError(f"{self.info_file}: not a search description; the search folder is damaged")
+        required = {f.name for f in fields(SearchInfo) if f.default is MISSING and f.default_factory is MISSING}
+        if not isinstance(raw, dict) or not required <= set(raw):
+            missing = ", ".join(sorted(required - set(raw))) if isinstance(raw, dict) else "everything"
+            raise SearchFolderError(f"{self.info_file}: not a search description of this version (no {missing}); "
+                                    f"the search folder is damaged or was written by a pre-release version")
         return SearchInfo(**{k: v for k, v in raw.items() if k in known})
 
     def saved_space(self, info: SearchInfo):
         """The space the search started with (space.yaml), relative paths resolved from where it started."""
-        from .space import load_space
+        from ..space import load_space
         return load_space(info.space_file, text=storage.read_text(self.space_copy), cwd=info.cwd or os.getcwd())

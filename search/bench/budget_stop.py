@@ -7,11 +7,12 @@ count does not change when another job shares the machine, as seconds would on t
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from ray.tune.stopper import Stopper
+
+from ..store.keys import STEP_KEY, better, is_finite
 
 
 class StepBudget(Stopper):
@@ -29,11 +30,10 @@ class StepBudget(Stopper):
         return sum(self.steps.values())
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        self.steps[trial_id] = max(self.steps.get(trial_id, 0), int(result.get("step", 0)))
+        self.steps[trial_id] = max(self.steps.get(trial_id, 0), int(result.get(STEP_KEY, 0)))
         value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
-                self.best = float(value)
+        if is_finite(value) and better(float(value), self.best, self.mode):
+            self.best = float(value)
         if self.best is not None:
             self.curve.append([self.spent, self.best])
         Path(self.record).write_text(json.dumps({"budget_steps": self.budget_steps, "spent": self.spent,

@@ -21,25 +21,14 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from matnet.folders import is_tune_state
+
 from . import storage
+from .errors import UntrustedStateError
 from .folder import SearchFolder
 
 SIGNATURES = "state-signatures.json"
 KEY_ENV = "MATNET_STATE_KEY_FILE"
-
-
-class UntrustedStateError(RuntimeError):
-    """Tune's state in a search folder is not provably this user's; one line with what to do."""
-
-
-# Tune's state files besides pickles: JSON that may carry pickled entries (experiment_state-*.json).
-_TUNE_JSON_STATE = ("experiment_state-", "search_gen_state-", "basic-variant-state-")
-
-
-def is_tune_state(name: str) -> bool:
-    """The files of a search folder's top level that Tune's resume reads: every pickle, and Tune's
-    JSON state."""
-    return name.endswith(".pkl") or (name.endswith(".json") and name.startswith(_TUNE_JSON_STATE))
 
 
 def key_file() -> Path:

@@ -11,7 +11,7 @@ Every search has one study, named after the search, in one of:
   A URL never holds a password (it would be written to search.json and Tune's state): PostgreSQL
   reads it from PGPASSWORD or a ~/.pgpass (PGPASSFILE) entry.
 
-The searcher (search/searcher.py) asks and tells it trial by trial, so `optuna.load_study` and
+The searcher (search/tune/searcher.py) asks and tells it trial by trial, so `optuna.load_study` and
 optuna-dashboard see every trial with its state and values while the search runs and after it:
 
     optuna.load_study(study_name="quickstart",
@@ -25,31 +25,29 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import storage
-from .folder import SearchFolder
+from .errors import StudyError
+from .keys import direction
 
 JOURNAL_FILE = "optuna.journal"
+NOT_RECORDED = "trials_not_recorded"  # a study's user attribute: why the search's trials are not in it
 STORAGE_ENV = "OPTUNA_STORAGE"
-
-
-class StudyError(RuntimeError):
-    """An Optuna storage or study that cannot be used as asked; one line with the fix."""
 
 
 def is_url(where: str) -> bool:
     return "://" in where
 
 
-def resolve_storage(cli: Optional[str], space_file: Optional[str], folder: SearchFolder) -> str:
+def resolve_storage(cli: Optional[str], space_file: Optional[str], search_dir: str) -> str:
     """Where a new search keeps its study: --optuna-storage, sampler.storage, OPTUNA_STORAGE, else a
     journal file in the search folder (which must then be a folder, not an object store)."""
     for where, given in (("--optuna-storage", cli), ("sampler.storage", space_file),
                          (STORAGE_ENV, os.environ.get(STORAGE_ENV))):
         if given:
             return check_storage(given, where)
-    if storage.is_uri(folder.path):
-        raise StudyError(f"the search's storage {folder.path} is an object store, which cannot hold the Optuna study; "
+    if storage.is_uri(search_dir):
+        raise StudyError(f"the search's storage {search_dir} is an object store, which cannot hold the Optuna study; "
                          f"give a database with --optuna-storage (e.g. postgresql+psycopg://USER@HOST:5432/optuna)")
-    return folder.file(JOURNAL_FILE)
+    return storage.join(search_dir, JOURNAL_FILE)
 
 
 def check_storage(given: str, where: str) -> str:
@@ -101,16 +99,31 @@ class StudyRef:
                              f"trials; start the search with another --name, or delete that study "
                              f"(optuna delete-study --study-name {self.name} --storage ...)")
 
-    def create(self, mode: str, points: Optional[list[dict[str, Any]]] = None) -> None:
-        """A new study, with the points to evaluate first queued."""
+    def create(self, mode: str, points: Optional[list[dict[str, Any]]] = None, metric: Optional[str] = None,
+               not_recorded: Optional[str] = None) -> None:
+        """A new study for the search metric `metric` (its name is the objective's, as optuna-dashboard
+        shows it), with the points to evaluate first queued. `not_recorded`: why the search's trials
+        will not be recorded in it (a strategy whose trials change parameters as they train)."""
         import optuna
         self.check_new()
         if self.exists():
             optuna.delete_study(study_name=self.name, storage=self._storage_or_fail())
         study = optuna.create_study(storage=self._storage_or_fail(), study_name=self.name,
-                                    direction="minimize" if mode == "min" else "maximize")
+                                    direction=direction(mode))
+        if metric:
+            import warnings
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([metric])
+        if not_recorded:
+            study.set_user_attr(NOT_RECORDED, not_recorded)
+            return
         for point in points or []:
             study.enqueue_trial(point)
+
+    def not_recorded(self) -> Optional[str]:
+        """Why the study holds none of the search's trials (None: it holds them)."""
+        return self.load().user_attrs.get(NOT_RECORDED)
 
     def _ran_trials(self) -> bool:
         from optuna.trial import TrialState

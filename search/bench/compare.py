@@ -1,17 +1,16 @@
-"""Search strategies side by side on the same space and the same compute:
+"""Search strategies side by side on the same space and the same compute, on real trials:
 
     python -m search.bench compare SPACE.yaml --seeds N --budget STEPS [--json PATH] [--plot PNG]
 
 Each strategy searches SPACE with N seeds, one run at a time (runs never share the CPU cores), until
-its trials together have trained STEPS training steps (search/budget_stop.py says why steps). For
+its trials together have trained STEPS training steps (budget_stop.py says why steps). For
 each it reports the best validation -ELBO reached as a function of the steps spent (median and
 spread over seeds), the steps it needed to reach the best value random search found with the whole
 budget, and the test IWAE of its exported best checkpoint (the space's `export:` settings).
 
-- random:            random sampling, every trial trained to the end;
-- random+asha:       random sampling, ASHA stops the weak trials;
-- tpe+asha:          the platform's default: seeded TPE, ASHA, stopped trials told to Optuna as PRUNED;
-- tpe+asha-stock:    the same with Ray's stock OptunaSearch, which tells Optuna that an ASHA-stopped
+Strategies: every registered one that trains fixed configurations (search/tune/strategies/), and
+
+- tpe+asha-stock:    tpe+asha with Ray's stock OptunaSearch, which tells Optuna that an ASHA-stopped
                      trial is COMPLETE with its low-fidelity value (what the platform's searcher corrects).
 """
 from __future__ import annotations
@@ -26,16 +25,19 @@ from typing import Any
 
 import yaml
 
-from .space import Space, load_space
+from matnet.cli import ArgumentParser
 
-# strategy -> (sampler, scheduler, searcher): "platform" is search/searcher.py, "stock" Ray's OptunaSearch.
-STRATEGIES = {
-    "random": ("random", "none", "platform"),
-    "random+asha": ("random", "asha", "platform"),
-    "tpe+asha": ("tpe", "asha", "platform"),
-    "tpe+asha-stock": ("tpe", "asha", "stock"),
-}
-BASELINE, DEFAULT = "random", "tpe+asha"
+from ..space import Space, load_space
+from ..store.errors import RunError
+from ..store.keys import reaches
+from ..tune import strategies
+
+STOCK = "tpe+asha-stock"  # tpe+asha with Ray's stock OptunaSearch in place of the platform's searcher
+BASELINE, DEFAULT = "random", strategies.DEFAULT
+
+
+def strategy_names() -> list[str]:
+    return [n for n in strategies.names() if strategies.get(n).simulable] + [STOCK]
 
 
 @dataclass
@@ -54,7 +56,7 @@ class RunResult:
 
     def steps_to(self, target: float, mode: str) -> int | None:
         for steps, best in self.curve:
-            if (best <= target) if mode == "min" else (best >= target):
+            if reaches(best, target, mode):
                 return int(steps)
         return None
 
@@ -64,14 +66,14 @@ def run_name(strategy: str, seed: int) -> str:
 
 
 def variant(text: str, strategy: str, seed: int) -> str:
-    """The space file of one run: the strategy's sampler and scheduler, the seed, no MLflow, no time
-    limit (the step budget ends it) and trials enough for any budget."""
-    sampler, scheduler, _ = STRATEGIES[strategy]
+    """The space file of one run: the strategy, the seed, no MLflow, no time limit (the step budget
+    ends it) and trials enough for any budget."""
     raw = yaml.safe_load(text)
     raw["experiment"] = {**raw["experiment"], "name": run_name(strategy, seed), "num_samples": 100000,
                          "time_budget_s": 0}
-    raw["sampler"] = {**(raw.get("sampler") or {}), "type": sampler, "seed": seed}
-    raw["scheduler"] = {**(raw.get("scheduler") or {}), "type": scheduler}
+    raw["strategy"] = DEFAULT if strategy == STOCK else strategy
+    raw["sampler"] = {k: v for k, v in {**(raw.get("sampler") or {}), "seed": seed}.items() if k != "type"}
+    raw["scheduler"] = {k: v for k, v in (raw.get("scheduler") or {}).items() if k != "type"}
     raw["mlflow"] = {"enabled": False}
     raw.pop("points_to_evaluate", None)  # the strategies start from nothing
     return yaml.safe_dump(raw, sort_keys=False)
@@ -81,15 +83,15 @@ def stock_searcher(space: Space):
     from ray.tune.search.optuna import OptunaSearch
     experiment = space.settings.experiment
     return OptunaSearch(space=space.suggest, metric=experiment.metric, mode=experiment.mode,
-                        sampler=space.make_sampler())
+                        sampler=strategies.get(DEFAULT).sampler(space))
 
 
 def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Path) -> RunResult:
-    from . import run
+    from ..run import SearchOptions, run_search
+    from ..store.folder import SearchFolder
+    from ..store.ledger import read_records
+    from ..store.ranking import outcome_counts
     from .budget_stop import StepBudget
-    from .folder import SearchFolder
-    from .ledger import read_records
-    from .results import outcome_counts
 
     name = run_name(strategy, seed)
     path = workdir / f"{name}.yaml"
@@ -97,9 +99,8 @@ def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Pa
     space = load_space(path, cwd=str(space_file.resolve().parent))
     experiment = space.settings.experiment
     stop = StepBudget(budget, experiment.metric, experiment.mode, workdir / f"{name}.budget.json")
-    searcher = stock_searcher(space) if STRATEGIES[strategy][2] == "stock" else None
-    args = run.parser().parse_args([str(path), "--storage", str(workdir / "results")])
-    outcome = run.run_search(args, space, search_alg=searcher, stop=stop)
+    searcher = stock_searcher(space) if strategy == STOCK else None
+    outcome = run_search(space, SearchOptions(storage=str(workdir / "results")), search_alg=searcher, stop=stop)
     if outcome.code != 0:
         raise RuntimeError(f"the {name} search ended with status {outcome.code}")
     folder = SearchFolder(str(workdir / "results" / name))
@@ -221,7 +222,7 @@ def plot(report: dict[str, Any], metric: str, path: Path) -> Path:
     return path
 
 
-def compare(space_file: Path, seeds: int, budget: int, strategies: list[str], workdir: Path | None = None,
+def compare(space_file: Path, seeds: int, budget: int, names: list[str], workdir: Path | None = None,
             ) -> tuple[dict[str, Any], list[RunResult]]:
     """Every strategy with seeds 0..seeds-1, one run at a time."""
     space = load_space(space_file)
@@ -229,7 +230,7 @@ def compare(space_file: Path, seeds: int, budget: int, strategies: list[str], wo
     with tempfile.TemporaryDirectory(prefix="matnet-compare-") as tmp:
         base = workdir or Path(tmp)
         for seed in range(seeds):
-            for strategy in strategies:
+            for strategy in names:
                 print(f"compare: {strategy}, seed {seed} ...", flush=True)
                 results.append(run_one(space_file, strategy, seed, budget, base))
     experiment = space.settings.experiment
@@ -238,3 +239,39 @@ def compare(space_file: Path, seeds: int, budget: int, strategies: list[str], wo
 
 def to_json(report: dict[str, Any], results: list[RunResult]) -> str:
     return json.dumps({**report, "runs": [asdict(r) for r in results]}, indent=1) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """python -m search.bench compare SPACE.yaml --seeds N --budget STEPS [...]"""
+
+    p = ArgumentParser(prog="python -m search.bench compare",
+                                description="search strategies side by side on the same compute")
+    p.add_argument("space", help="a search-space YAML whose trials take seconds (e.g. spaces/compare.yaml)")
+    p.add_argument("--seeds", type=int, default=3, help="runs per strategy (seeds 0..N-1)")
+    p.add_argument("--budget", type=int, required=True, help="training steps per run, all trials together")
+    p.add_argument("--strategies", default=",".join(strategy_names()),
+                   help=f"comma-separated, from {', '.join(strategy_names())} (default: all)")
+    p.add_argument("--json", help="write the report and every run's curve as JSON")
+    p.add_argument("--plot", help="write the best value against the steps spent as PNG")
+    p.add_argument("--keep", help="keep the runs' search folders under this folder (default: a temporary one)")
+    args = p.parse_args(argv)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in strategy_names()]
+    if unknown or not strategies:
+        raise RunError(f"--strategies {args.strategies!r}: use some of {', '.join(strategy_names())}")
+    if args.seeds < 1 or args.budget < 1:
+        raise RunError("--seeds and --budget must be at least 1")
+    for out in (args.json, args.plot):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise RunError(f"{out}: its folder does not exist; create it first")
+    keep = Path(args.keep).resolve() if args.keep else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    report, results = compare(Path(args.space), args.seeds, args.budget, strategies, keep)
+    metric = load_space(args.space).settings.experiment.metric
+    print_report(report, metric)
+    if args.json:
+        Path(args.json).write_text(to_json(report, results))
+    if args.plot:
+        plot(report, metric, Path(args.plot))
+    return 0

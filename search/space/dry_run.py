@@ -1,26 +1,27 @@
 """`search.run SPACE --dry-run`: the space validated, summarised, and a few trial configs drawn as
-the sampler would draw them, each built into its model (no Ray, no training)."""
+the strategy's sampler draws its first ones (at random, from the space's seed), each built into its
+model (no Ray, no training)."""
 from __future__ import annotations
 
 from typing import Any
 
-from .space import Space, SpaceError
+from .errors import SpaceError
+from .space import Space
 
 
-def dry_run(space: Space, n: int = 3) -> None:
+def dry_run(space: Space, strategy: str, n: int = 3) -> None:
+    """`strategy`: the line that describes the search's strategy (search/tune/strategies/)."""
     from matnet.build import build_model
     from matnet.config import ConfigError
     from matnet.data import dataset_info
 
-    experiment, scheduler, sampler = space.settings.experiment, space.settings.scheduler, space.settings.sampler
+    experiment, sampler = space.settings.experiment, space.settings.sampler
     print(f"{space.path}: valid.")
     print(f"  search {experiment.name}: {experiment.num_samples} trials, {experiment.max_concurrent or 'as many as fit'} "
           f"at once, {experiment.resources.cpu:g} CPU + {experiment.resources.gpu:g} GPU each; "
           f"{experiment.metric} ({experiment.mode})")
-    early_stopping = "no early stopping" if scheduler.type == "none" else (
-        f"ASHA over {space.reports_per_trial()} reports per trial (grace {scheduler.grace_period}, "
-        f"reduction {scheduler.reduction_factor:g})")
-    print(f"  base preset {space.settings.base}; {early_stopping}; sampler {sampler.type} (seed {sampler.seed})")
+    print(f"  base preset {space.settings.base}; {space.reports_per_trial()} reports per trial; seed {sampler.seed}")
+    print(f"  strategy {strategy}")
     print(f"  searched: {', '.join(space.distributions())}")
     shape = dataset_info(space.base_config().data.dataset)
     for i, params in enumerate(space.sample(n), 1):

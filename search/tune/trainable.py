@@ -1,34 +1,44 @@
 """The Ray Tune function trainable: one trial = one call of `matnet.train.train`.
 
-Every evaluation of `train()` becomes one Tune result (an "epoch" for ASHA) with the matnet
+Every evaluation of `train()` becomes one Tune result (an "epoch" for the scheduler) with the matnet
 checkpoint directory just written, so Tune keeps, ranks and restores matnet checkpoints as they
-are. A trial that Tune restarts (a crash, a lost worker, a resumed search) gets its last checkpoint
-back from `tune.get_checkpoint()`; it is copied to `RUN_DIR/checkpoint`, from where `train()`
-resumes on its own, exactly where it stopped.
+are. A trial that Tune restarts (a crash, a lost worker, a resumed search, a pause) gets its last
+checkpoint back from `tune.get_checkpoint()`; it is copied to `RUN_DIR/checkpoint`, from where
+`train()` resumes on its own, exactly where it stopped.
 
-matnet.train writes the trial's history (metrics.jsonl) and Figure 4 (kl_per_layer.png) beside its
-checkpoint, in a folder local to the node. Both are copied into every checkpoint reported, so they
+matnet.train writes its run folder (checkpoint, history metrics.jsonl, Figure 4 kl_per_layer.png) in a
+scratch folder of the node, outside the trial's folder (which Tune syncs to the storage as artifacts:
+the checkpoints would travel twice, and a sync could catch a file half-written), removed when the
+trial's call ends. The history and Figure 4 are copied into every checkpoint reported, so they
 go where the checkpoint goes (the search's storage, shared on a cluster), come back with it when
 the trial restarts elsewhere (the history goes on, not from scratch), and reach the trial's MLflow
-run at its end (search/tracking/callback.py).
+run at its end (search/tracking/). So does `trial.json`, which names the trial that wrote the
+checkpoint: a trial that population-based training moved onto another trial's checkpoint (an
+exploitation) sees a checkpoint of another trial, and says so in its next result (LINEAGE_KEY).
 
 The trial side knows nothing of MLflow: the driver logs every result (search/tracking/), so
 trials on other nodes need no access to the tracking server.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .outcome import STATUS_KEY, Outcome
+from matnet.folders import RUN_CHECKPOINT, RUN_METRICS, RUN_PLOT
+
+from ..store.keys import ERROR_KEY, KL_PER_LAYER, LINEAGE_KEY, NODE_KEY, STATUS_KEY, TRAIN_CALL_KEY, kl_key
+from ..store.outcome import Outcome
 
 # matnet.train's files beside the checkpoint that travel inside every reported checkpoint.
-TRAINING_FILES = ("metrics.jsonl", "kl_per_layer.png")
+TRAINING_FILES = (RUN_METRICS, RUN_PLOT)
+TRIAL_FILE = "trial.json"  # who wrote a reported checkpoint: {"trial_id", "step", "params"}
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -36,9 +46,8 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in metrics.items():
         if isinstance(v, (list, tuple)):
-            stem = "val_kl" if k == "val_kl_per_layer" else k
             for i, x in enumerate(v):
-                out[f"{stem}_{i}"] = x
+                out[kl_key(i) if k == KL_PER_LAYER else f"{k}_{i}"] = x
         elif isinstance(v, (int, float, str, bool)) or v is None:
             out[k] = v
     return out
@@ -61,18 +70,37 @@ def check_gpu(cfg: Any, gpu_ids: str, trial_id: str) -> None:
     print(f"warning: {note}; training on the CPU", file=sys.stderr, flush=True)
 
 
+def restore_checkpoint(run_dir: Path, trial_id: str) -> dict[str, Any] | None:
+    """Start `run_dir` from exactly what Tune knows: its last checkpoint for this trial, or nothing.
+    Returns the lineage entry when that checkpoint was written by another trial (PBT's exploit)."""
+    from ray import tune
+
+    shutil.rmtree(run_dir / RUN_CHECKPOINT, ignore_errors=True)
+    shutil.rmtree(run_dir / f".{RUN_CHECKPOINT}.old", ignore_errors=True)
+    restored = tune.get_checkpoint()
+    if restored is None:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with restored.as_directory() as d:
+        shutil.copytree(d, run_dir / RUN_CHECKPOINT, ignore=shutil.ignore_patterns(*TRAINING_FILES, TRIAL_FILE))
+        for name in TRAINING_FILES:  # matnet.train cuts the history back to the checkpoint's step
+            if (Path(d) / name).is_file():
+                shutil.copy2(Path(d) / name, run_dir / name)
+        writer = json.loads((Path(d) / TRIAL_FILE).read_text()) if (Path(d) / TRIAL_FILE).is_file() else {}
+    if writer.get("trial_id") in (None, trial_id):
+        return None
+    return {"from_trial": writer["trial_id"], "step": writer.get("step")}
+
+
 def run_trial(config: dict[str, Any], space: Any) -> None:
     """The trial: `config` holds the parameters Optuna drew; `space` (search.space.Space) turns
     them into a matnet Config."""
     import logging
 
-    import ray
     import torch
     from ray import tune
-
-    from matnet.device import resolve_device
-    from matnet.nonfinite import NonFiniteLossError
-    from matnet.train import train
 
     # Ray logs a line for every checkpoint persisted; the trial table says enough.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
@@ -81,20 +109,24 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; torch's intra-op pool should match it.
     torch.set_num_threads(max(1, int(experiment.resources.cpu)))
 
-    run_dir = Path(tune.get_context().get_trial_dir()) / "matnet"
-    # Start from exactly what Tune knows: its last checkpoint, or nothing.
-    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
-    shutil.rmtree(run_dir / ".checkpoint.old", ignore_errors=True)
-    restored = tune.get_checkpoint()
-    if restored is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with restored.as_directory() as d:
-            shutil.copytree(d, run_dir / "checkpoint", ignore=shutil.ignore_patterns(*TRAINING_FILES))
-            for name in TRAINING_FILES:  # matnet.train cuts the history back to the checkpoint's step
-                if (Path(d) / name).is_file():
-                    shutil.copy2(Path(d) / name, run_dir / name)
-    elif run_dir.exists():
-        shutil.rmtree(run_dir)
+    trial_id = tune.get_context().get_trial_id()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"matnet-trial-{trial_id}-")) / "run"
+    try:
+        _train_trial(config, space, cfg, trial_id, run_dir)
+    finally:
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
+
+
+def _train_trial(config: dict[str, Any], space: Any, cfg: Any, trial_id: str, run_dir: Path) -> None:
+    import ray
+    from ray import tune
+
+    from matnet.device import resolve_device
+    from matnet.nonfinite import NonFiniteLossError
+    from matnet.train import train
+
+    experiment = space.settings.experiment
+    exploited = restore_checkpoint(run_dir, trial_id)
 
     # Time inside train() except the time spent handing results and checkpoints to Tune: the
     # part of a trial slot that does useful work (search.bench reports it).
@@ -103,17 +135,21 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     # host; logged as a tag of the trial's MLflow run.
     node_id = ray.get_runtime_context().get_node_id()
     gpu_ids = ",".join(str(i) for i in ray.get_gpu_ids())
-    check_gpu(cfg, gpu_ids, tune.get_context().get_trial_id())
+    check_gpu(cfg, gpu_ids, trial_id)
     device = str(resolve_device(cfg.train.device))
     last: dict[str, Any] = {}
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        nonlocal exploited
         t0 = time.monotonic()
         flat = flat_metrics(metrics)
         flat[STATUS_KEY] = str(Outcome.RUNNING)
-        flat["train_call_s"] = t0 - clock["start"] - clock["in_report"]
-        flat["ray_node_id"] = node_id
+        flat[TRAIN_CALL_KEY] = t0 - clock["start"] - clock["in_report"]
+        flat[NODE_KEY] = node_id
         flat["gpu_ids"], flat["device"] = gpu_ids, device  # the GPUs Ray gave this trial, the device it used
+        if exploited is not None:  # the first result since this trial went on from another's checkpoint
+            flat[LINEAGE_KEY] = {**exploited, "params": dict(config)}
+            exploited = None
         last.clear()
         last.update(flat)
         ckpt = None
@@ -121,6 +157,8 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
             for name in TRAINING_FILES:
                 if (run_dir / name).is_file():
                     shutil.copy2(run_dir / name, Path(checkpoint_dir) / name)
+            (Path(checkpoint_dir) / TRIAL_FILE).write_text(json.dumps(
+                {"trial_id": trial_id, "step": flat.get("step"), "params": dict(config)}) + "\n")
             ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir))
         tune.report(flat, checkpoint=ckpt)
         clock["in_report"] += time.monotonic() - t0
@@ -130,8 +168,8 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     except NonFiniteLossError as e:
         # End this trial with a clear status; the search goes on. No checkpoint: the last good one
         # stays the trial's latest. The metric is NaN: ASHA ignores NaN when it ranks trials (an
-        # infinity would distort its cut-offs), Optuna is told FAIL (search/outcome.py).
-        final = dict(last)
-        final.update({STATUS_KEY: str(Outcome.DIVERGED), "error": str(e).splitlines()[0][:300],
+        # infinity would distort its cut-offs), Optuna is told FAIL (search/store/outcome.py).
+        final = {k: v for k, v in last.items() if k != LINEAGE_KEY}
+        final.update({STATUS_KEY: str(Outcome.DIVERGED), ERROR_KEY: str(e).splitlines()[0][:300],
                       experiment.metric: math.nan})
         tune.report(final)

@@ -2,23 +2,20 @@
 and storage that every node of it can reach."""
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
-from . import storage
+from ..space import Space
+from ..store import storage
+from ..store.errors import RunError
 from .compat import ray_loopback_only
-from .space import Space
 
 DEFAULT_STORAGE = "ray_results"
 
 
-class RunError(RuntimeError):
-    """A search that cannot be started or resumed as asked; one line with the fix."""
-
-
-def cluster_address(args: argparse.Namespace) -> str | None:
-    return args.address or os.environ.get("RAY_ADDRESS") or None
+def cluster_address(given: str | None) -> str | None:
+    """The Ray cluster a search runs on: --address, else RAY_ADDRESS, else none (a private local Ray)."""
+    return given or os.environ.get("RAY_ADDRESS") or None
 
 
 def resolve_storage(given: str | None, address: str | None) -> str:
@@ -56,7 +53,7 @@ def check_cluster_storage(path: str, address: str | None, shared_confirmed: bool
 
 def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> None:
     """Safe by default: without an address, a private Ray sized to this machine that listens on
-    127.0.0.1 only (search/compat.py says how), offering `num_gpus` GPUs to trials (default: the
+    127.0.0.1 only (search/tune/compat.py says how), offering `num_gpus` GPUs to trials (default: the
     GPUs torch sees)."""
     if address is None:
         ray_loopback_only()
@@ -64,7 +61,7 @@ def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> 
     resources = space.settings.experiment.resources
     if address is not None:
         try:
-            ray.init(address=address, log_to_driver=True, logging_level="WARNING")
+            ray.init(address=address, log_to_driver=True, logging_level="WARNING", logging_config=quiet_workers())
         except ConnectionError as e:
             raise RunError(f"cannot connect to the Ray cluster at {address} ({str(e).splitlines()[0]}); is it "
                            f"running? (ray status)") from None
@@ -79,7 +76,14 @@ def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> 
                        f"GPUs; set resources.gpu: 0 (and train.device: cpu) or run on a GPU machine / cluster")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+             log_to_driver=True, configure_logging=True, logging_level="WARNING", logging_config=quiet_workers())
+
+
+def quiet_workers():
+    """Ray's own INFO lines in trial processes (a restore from a checkpoint, each checkpoint persisted)
+    are forwarded to the driver's terminal; warnings and errors still are."""
+    import ray
+    return ray.LoggingConfig(encoding="TEXT", log_level="WARNING")
 
 
 def local_gpus() -> int:

@@ -1,0 +1,32 @@
+"""python -m search.bench [compare | curves | simulate | scale] ... (search/bench/__init__.py)."""
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    if command == "compare":
+        from .compare import main as compare
+        return compare(argv[1:])
+    if command == "curves":
+        from .curves import main as curves
+        return curves(argv[1:])
+    if command == "simulate":
+        from .simulate import main as simulate
+        return simulate(argv[1:])
+    if command == "scale":
+        from .scale import main as scale
+        return scale(argv[1:])
+    if command is not None:
+        from ..store.errors import RunError
+        raise RunError(f"no benchmark {command!r}; use compare, curves, simulate or scale, or none for the "
+                       f"overhead benchmark (python -m search.bench --help)")
+    from .overhead import main as overhead
+    return overhead(argv)
+
+
+if __name__ == "__main__":
+    from ..cli import run_cli
+    run_cli(main)

@@ -1,0 +1,125 @@
+"""The platform's Tune callbacks on the driver: the trial ledger (trials.json) and the signer of
+Tune's state files.
+
+The ledger keeps search/store/ledger.py's records up to date from Tune's hooks; the MLflow callback
+(search/tracking/) reads the trials' best values from it, so it comes first in the list.
+
+The signer signs Tune's state files each time Tune has saved them (search/store/provenance.py). Tune
+saves its state at the end of a controller step, just before `on_step_end`, and a last time before
+`on_experiment_end`. A local folder is re-signed whenever a state file changed (a stat per step); an
+object store only at the end, as its uploads run in the background until Tune's last save (a driver
+killed before then leaves the last state unsigned: resume it with --trust-state).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Optional
+
+from ray.tune import Callback
+
+from ..store import storage
+from ..store.folder import SearchFolder
+from ..store.keys import LINEAGE_KEY
+from ..store.ledger import TrialRecord, error_line, read_records, write_records
+from ..store.outcome import Outcome
+from ..store.provenance import sign, stamps
+
+logger = logging.getLogger(__name__)
+
+
+class TrialLedger(Callback):
+    """Keeps trials.json up to date from Tune's callback hooks (on the driver)."""
+
+    def __init__(self, folder: SearchFolder, metric: str, mode: str, min_interval_s: float = 2.0):
+        self.folder = folder
+        self.metric = metric
+        self.mode = mode
+        self.min_interval_s = min_interval_s
+        self.records: dict[str, TrialRecord] = {}
+        self._dirty = False
+        self._written_at = 0.0
+
+    def setup(self, **info: Any) -> None:
+        # A resumed search goes on from the ledger it wrote, not from Tune's pickled copy of this callback.
+        self.records = read_records(self.folder)
+
+    def get_state(self) -> Optional[dict]:
+        return None  # the ledger file is the state
+
+    def _record(self, trial: Any) -> TrialRecord:
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            record = self.records[trial.trial_id] = TrialRecord(trial.trial_id, dict(trial.config))
+        return record
+
+    def _write(self, force: bool = True) -> None:
+        if not force and time.monotonic() - self._written_at < self.min_interval_s:
+            self._dirty = True
+            return
+        try:
+            write_records(self.folder, self.records)
+            self._dirty, self._written_at = False, time.monotonic()
+        except OSError as e:  # a full disk or a storage hiccup must not stop the search; the next write retries
+            self._dirty = True
+            logger.warning("trial ledger not written (%s): %s", self.folder.ledger, e)
+
+    # ---- Tune hooks ------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self._record(trial)
+        record.outcome = str(Outcome.RUNNING)  # also a trial restarted after a failure or a resume
+        self._write()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        record = self._record(trial)
+        record.observe(result, self.metric, self.mode)
+        exploited = result.get(LINEAGE_KEY)
+        if isinstance(exploited, dict) and exploited not in record.lineage:
+            record.lineage.append(exploited)
+            self._write()
+            return
+        self._write(force=False)
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        relative = storage.relative_to(checkpoint.path, self.folder.path)
+        record = self._record(trial)
+        if relative is not None and relative not in record.checkpoints:
+            record.checkpoints.append(relative)
+        self._write(force=False)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial).end(self.metric)
+        self._write()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial).end(self.metric, errored=True, error=error_line(trial.error_file))
+        self._write()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._dirty:
+            self._write(force=False)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._write()
+
+
+class StateSigner(Callback):
+    def __init__(self, folder: SearchFolder):
+        self.folder = folder
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def get_state(self) -> None:
+        return None  # stateless: the signatures are in the folder
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if storage.is_uri(self.folder.path):
+            return
+        now = stamps(self.folder)
+        if now != self._seen:
+            sign(self.folder)
+            self._seen = now
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        sign(self.folder)
+        if not storage.is_uri(self.folder.path):
+            self._seen = stamps(self.folder)

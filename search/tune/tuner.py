@@ -1,0 +1,49 @@
+"""The Ray Tune experiment of a search, as one Tuner: the trainable with its resources, the
+strategy's search algorithm and scheduler, the search's callbacks, and Tune's checkpoint and failure
+settings. A resumed search gets its Tuner back from Tune's own saved state instead."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..space import Space
+from ..store.folder import SearchFolder
+
+
+def trainable(space: Space):
+    from ray import tune
+
+    from .trainable import run_trial
+    resources = space.settings.experiment.resources
+    return tune.with_resources(tune.with_parameters(run_trial, space=space),
+                               {"cpu": resources.cpu, "gpu": resources.gpu})
+
+
+def new_tuner(space: Space, strategy: Any, search_alg: Any, storage: str, name: str, callbacks: list[Any],
+              num_samples: int, max_concurrent: int, stop: Any = None):
+    """The search's Tuner. `search_alg` is the strategy's (or one a benchmark gives in its place);
+    `stop` is a Tune stopper for the whole search (search.bench compare's step budget)."""
+    from ray import tune
+    from ray.tune.search import Searcher
+    experiment = space.settings.experiment
+    # Tune limits concurrency through a Searcher; a variant generator (PBT's) limits it itself.
+    concurrent = (max_concurrent or None) if isinstance(search_alg, Searcher) else None
+    tune_config = tune.TuneConfig(
+        search_alg=search_alg, scheduler=strategy.scheduler(space), num_samples=num_samples,
+        max_concurrent_trials=concurrent, time_budget_s=experiment.time_budget_s or None,
+        reuse_actors=experiment.reuse_actors)
+    run_config = tune.RunConfig(
+        name=name, storage_path=storage, callbacks=callbacks, stop=stop,
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=strategy.checkpoints_to_keep(space),
+            checkpoint_score_attribute=experiment.metric, checkpoint_score_order=experiment.mode),
+        failure_config=tune.FailureConfig(max_failures=experiment.max_failures))
+    return tune.Tuner(trainable(space), param_space=strategy.param_space(space), tune_config=tune_config,
+                      run_config=run_config)
+
+
+def restored_tuner(folder: SearchFolder, space: Space):
+    """The interrupted search's Tuner, from Tune's own saved state (its searcher, scheduler and
+    callbacks go on where they stopped): finished trials are not run again, unfinished ones continue
+    from their last checkpoint. Tune unpickles that state: search.run checks its provenance first."""
+    from ray import tune
+    return tune.Tuner.restore(folder.path, trainable(space), resume_unfinished=True, resume_errored=False)
