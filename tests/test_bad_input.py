@@ -106,6 +106,9 @@ CORPUS = [
     ("train", "--preset tiny --out {root}/new --device cuda", "no CUDA GPU is visible"),
     ("train", "--preset faces-occluders --out {root}/new --set data.image_folder={root}/nowhere", "no such folder"),
     ("train", "--preset faces-occluders --out {root}/new", "needs data.image_folder"),
+    # a data folder with a typo is named, not replaced by the packaged MNIST
+    ("train", "--preset tiny --out {root}/new --data-dir {root}/dataa", "data.data_dir={root}/dataa: no such folder"),
+    ("evaluate", "{root}/run/checkpoint --data-dir {root}/dataa", "data.data_dir={root}/dataa: no such folder"),
     # --- matnet.train: config files ---------------------------------------------------------------
     ("train", "--config {root}/notutf8.json --out {root}/new", "notutf8.json: not UTF-8 text"),
     ("train", "--config {root}/list.json --out {root}/new", "list.json: holds a list where a mapping"),

@@ -28,30 +28,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import helpers
+from tests.helpers import mlflow_runs, small_space
 from tests.servers import BIN, ServerMissing, mlflow_server, postgres, postgres_bin, ray_cluster
 
 pytestmark = pytest.mark.cluster
-
-SPACE = """\
-experiment:
-  name: {name}
-  num_samples: {n}
-  max_concurrent: 2
-  resources: {{cpu: 1, gpu: 0}}
-  max_failures: 2
-  keep_checkpoints: 1
-base: tiny
-data: {{dataset: mnist, train_limit: 500, eval_limit: 100}}
-fixed:
-  train: {{max_steps: {steps}, eval_every_steps: 8, batch_size: 50, device: cpu}}
-  model: {{data_width: 8, top_latents: 8, meta_modules: [{{scale: 14, width: 8, modules: 1, latent_channels: 2}}]}}
-search:
-  train.lr: {{type: float, low: 1.0e-3, high: 3.0e-3, log: true}}
-scheduler: {{type: none}}
-sampler: {{type: random, seed: 0}}
-mlflow: {{experiment: {name}, sample_images: 9}}
-export: {{iwae_k: 4, limit: 40, top_trials: 2}}
-"""
 
 
 def required(find) -> None:
@@ -75,9 +56,13 @@ def tracking(tmp_path_factory):
 
 
 def write_space(tmp_path: Path, name: str, n: int, steps: int) -> Path:
-    f = tmp_path / f"{name}.yaml"
-    f.write_text(SPACE.format(name=name, n=n, steps=steps))
-    return f
+    """n trials of one meta module, `steps` steps each reporting every 8, no early stopping."""
+    space = small_space(name, n=n, steps=steps, every=8, strategy="random", experiment={"max_failures": 2},
+                        mlflow={"experiment": name, "sample_images": 9}, export={"iwae_k": 4, "limit": 40,
+                                                                                  "top_trials": 2},
+                        search={"train.lr": {"type": "float", "low": 1.0e-3, "high": 3.0e-3, "log": True}})
+    space["fixed"]["model"]["meta_modules"] = [{"scale": 14, "width": 8, "modules": 1, "latent_channels": 2}]
+    return helpers.write_space(tmp_path, name, space)
 
 
 def search_command(space: Path, cluster: dict, storage: Path, uri: str) -> list[str]:
@@ -86,12 +71,7 @@ def search_command(space: Path, cluster: dict, storage: Path, uri: str) -> list[
 
 
 def children(uri: str, experiment: str):
-    from mlflow.tracking import MlflowClient
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    return client, parents, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return mlflow_runs(uri, experiment)
 
 
 def results(trial_dir: Path) -> list[dict]:

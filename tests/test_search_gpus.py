@@ -13,31 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-
-SPACE = """\
-experiment:
-  name: gpus
-  num_samples: 4
-  max_concurrent: 0
-  resources: {{cpu: 0.5, gpu: 0.5}}
-  max_failures: 0
-  keep_checkpoints: 1
-base: tiny
-data: {{dataset: mnist, train_limit: 500, eval_limit: 50}}
-fixed:
-  train: {{max_steps: 30, eval_every_steps: 10, batch_size: 50, device: {device}}}
-  model: {{data_width: 8, top_latents: 8}}
-search:
-  train.lr: {{type: float, low: 1.0e-4, high: 1.0e-3, log: true}}
-scheduler: {{type: none}}
-mlflow: {{enabled: false}}
-export: {{iwae_k: 2, limit: 10}}
-"""
-
+from tests.helpers import small_space, write_space
 
 def run_search(tmp_path: Path, device: str) -> subprocess.CompletedProcess:
-    space = tmp_path / f"{device}.yaml"
-    space.write_text(SPACE.format(device=device))
+    space = small_space("gpus", n=4, steps=30, strategy="random", mlflow={"enabled": False},
+                        experiment={"max_concurrent": 0, "resources": {"cpu": 0.5, "gpu": 0.5}, "max_failures": 0},
+                        data={"dataset": "mnist", "train_limit": 500, "eval_limit": 50},
+                        search={"train.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-3, "log": True}},
+                        export={"iwae_k": 2, "limit": 10})
+    space["fixed"]["train"]["device"] = device
+    space = write_space(tmp_path, device, space)
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}  # every trial's warning, not one line for the identical ones
     return subprocess.run([sys.executable, "-m", "search.run", str(space), "--storage", str(tmp_path / device),
                            "--num-gpus", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)

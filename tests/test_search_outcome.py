@@ -21,17 +21,8 @@ from search.store.study import StudyRef
 from search.space import load_space
 from search.tracking.callback import MlflowCallback
 from search.tracking.runs import start_parent
+from tests.helpers import write_space
 
-SPACE = """\
-experiment: {name: agree, num_samples: 6}
-base: tiny
-data: {dataset: mnist, train_limit: 500, eval_limit: 100}
-fixed:
-  train: {max_steps: 40, eval_every_steps: 10, batch_size: 50}
-search:
-  train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
-mlflow: {sample_images: 0}
-"""
 METRIC = "val_elbo_nats"
 
 
@@ -79,8 +70,7 @@ OPTUNA_OUTCOME = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned",
 
 
 def test_the_searcher_the_mlflow_runs_and_the_ledger_agree_on_every_trial(tmp_path: Path):
-    (tmp_path / "s.yaml").write_text(SPACE)
-    space = load_space(tmp_path / "s.yaml")
+    space = load_space(write_space(tmp_path, "agree", n=6, steps=40, mlflow={"sample_images": 0}))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     parent = start_parent(uri, "agree", "agree", params={}, tags={})
     folder = SearchFolder(str(tmp_path / "search"))

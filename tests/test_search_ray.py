@@ -22,72 +22,40 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from tests import helpers
+from tests.helpers import ROOT, mlflow_runs, optuna_study, small_space
 from tests.test_search_provenance import Payload
 
-from tests.helpers import ROOT  # noqa: E402
-
-SPACE = """\
-experiment:
-  name: {name}
-  num_samples: {n}
-  max_concurrent: 2
-  resources: {{cpu: 1, gpu: 0}}
-  max_failures: 1
-  keep_checkpoints: 1
-base: tiny
-data: {{dataset: mnist, train_limit: 500, eval_limit: 100}}
-fixed:
-  train: {{max_steps: {steps}, eval_every_steps: 8, batch_size: 50, max_nonfinite_in_a_row: 2}}
-  model: {{data_width: 8, top_latents: 8}}
-search:
-  train.lr: {{type: float, low: 1.0e-4, high: 2.0e-2, log: true}}
-  # Only the points tried first take this branch: a learning rate that makes training diverge, and a
-  # device no machine has (a valid config that fails where the trial starts: an errored trial).
-  diverge: {{type: categorical, choices: [false, true, crash], when: {{train.lr: {{ge: 0.02}}}}}}
-  huge_lr: {{key: train.lr, type: categorical, choices: [10000.0], when: {{diverge: true}}}}
-  device: {{key: train.device, type: categorical, choices: ["cuda:999"], when: {{diverge: crash}}, otherwise: cpu}}
-  model.meta_modules:
-    type: repeat
-    count: {{type: int, low: 1, high: 2}}
-    scales: [7, 14]
-    each:
-      modules: 1
-      width: {{type: categorical, choices: [8, 16]}}
-      latent_channels: 2
-scheduler: {{type: {scheduler}, grace_period: 1, reduction_factor: 2}}
-sampler: {{type: tpe, seed: 0, n_startup_trials: 10}}
-mlflow: {{sample_images: 16}}
-export: {{iwae_k: 4, limit: 40, top_trials: 3}}
-{points}"""
+# Only the points tried first take the `diverge` branch: a learning rate that makes training diverge,
+# and a device no machine has (a valid config that fails where the trial starts: an errored trial).
+SEARCH = {
+    "train.lr": {"type": "float", "low": 1.0e-4, "high": 2.0e-2, "log": True},
+    "diverge": {"type": "categorical", "choices": [False, True, "crash"], "when": {"train.lr": {"ge": 0.02}}},
+    "huge_lr": {"key": "train.lr", "type": "categorical", "choices": [10000.0], "when": {"diverge": True}},
+    "device": {"key": "train.device", "type": "categorical", "choices": ["cuda:999"], "when": {"diverge": "crash"},
+               "otherwise": "cpu"},
+    "model.meta_modules": {"type": "repeat", "count": {"type": "int", "low": 1, "high": 2}, "scales": [7, 14],
+                           "each": {"modules": 1, "width": {"type": "categorical", "choices": [8, 16]},
+                                    "latent_channels": 2}},
+}
 
 
-def write_space(tmp_path: Path, name: str, n: int, steps: int, scheduler: str, diverge_first: bool = False) -> Path:
-    """diverge_first: the first trial diverges, the second errors."""
-    f = tmp_path / f"{name}.yaml"
-    points = ("points_to_evaluate:\n  - {train.lr: 0.02, diverge: true}\n  - {train.lr: 0.02, diverge: crash}\n"
-              if diverge_first else "")
-    f.write_text(SPACE.format(name=name, n=n, steps=steps, scheduler=scheduler, points=points))
-    return f
-
-
-def mlflow_runs(uri: str):
-    from mlflow.tracking import MlflowClient
-    c = MlflowClient(uri)
-    exps = [e.experiment_id for e in c.search_experiments()]
-    runs = c.search_runs(exps, max_results=1000) if exps else []
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return c, parents, kids
+def write_space(tmp_path: Path, name: str, n: int, steps: int, scheduler: str, diverge_first: bool = False,
+                **sections) -> Path:
+    """n trials of `steps` steps reporting every 8; diverge_first: the first trial diverges, the second errors."""
+    space = small_space(name, n=n, steps=steps, every=8, search=SEARCH,
+                        scheduler={"type": scheduler, "grace_period": 1, "reduction_factor": 2},
+                        sampler={"type": "tpe", "seed": 0, "n_startup_trials": 10},
+                        mlflow={"sample_images": 16}, **sections)
+    space["fixed"]["train"]["max_nonfinite_in_a_row"] = 2
+    del space["fixed"]["train"]["device"]
+    if diverge_first:
+        space["points_to_evaluate"] = [{"train.lr": 0.02, "diverge": True}, {"train.lr": 0.02, "diverge": "crash"}]
+    return helpers.write_space(tmp_path, name, space)
 
 
 def optuna_trials(exp_dir: Path):
-    """The search's Optuna study as anyone can read it, during or after the search: its journal
-    file in the search folder, through Optuna's public API."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    storage = JournalStorage(JournalFileBackend(str(exp_dir / "optuna.journal")))
-    return optuna.load_study(study_name=exp_dir.name, storage=storage).trials
+    return optuna_study(exp_dir).trials
 
 
 def result_lines(exp_dir: Path) -> dict[str, int]:
@@ -422,9 +390,9 @@ def test_a_search_over_conditional_matnets_logs_imputations_and_exports_the_unkn
     from search import run
 
     monkeypatch.chdir(tmp_path)
-    space = tmp_path / "impute.yaml"
-    space.write_text(SPACE.format(name="impute", n=2, steps=8, scheduler="none", points="")
-                     .replace("data: {dataset: mnist,", "data: {dataset: mnist, task: impute, mask: quadrants,"))
+    space = write_space(tmp_path, "impute", n=2, steps=8, scheduler="none",
+                        data={"dataset": "mnist", "task": "impute", "mask": "quadrants", "train_limit": 500,
+                              "eval_limit": 100})
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert run.main([str(space), "--storage", str(tmp_path / "results"), "--tracking-uri", uri]) == 0
     client, parents, kids = mlflow_runs(uri)

@@ -44,9 +44,13 @@ def base_overrides(path: str, settings: SpaceFile, cwd: str | None) -> dict[str,
         except ConfigError as e:
             where = key if key.startswith("data.") and key[5:] in settings.data else f"fixed.{key}"
             raise fail(path, where, f"{e}; fix the value") from None
+    # A relative data directory is made absolute (trials run in folders of their own), unless it is
+    # the default ./data and not there (then each data set falls back to its packaged copy, if any).
+    from matnet.data import DEFAULT_DATA_DIR
     data_dir = Path(config.data.data_dir).expanduser()
-    if not data_dir.is_absolute():
-        overrides["data.data_dir"] = str((Path(cwd or os.getcwd()) / data_dir).resolve())
+    absolute = (Path(cwd or os.getcwd()) / data_dir).resolve()
+    if not data_dir.is_absolute() and (absolute.is_dir() or config.data.data_dir != DEFAULT_DATA_DIR):
+        overrides["data.data_dir"] = str(absolute)
     problems = source_problems(config.data)
     if problems:
         raise fail(path, problems[0].split("=", 1)[0], problems[0])
