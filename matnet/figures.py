@@ -10,11 +10,12 @@ from typing import Sequence
 
 import torch
 
-from .build import is_conditional
-from .checkpoint import load_checkpoint
+from . import folders
+from .build import build_model, is_conditional
+from .checkpoint import load_checkpoint, read_config
 from .device import seeded_rng
 from .impute import imputation_figure
-from .plots import plot_kl_bars, save_grid
+from .plots import plot_kl_bars, plot_kl_per_layer, read_metrics, save_grid
 
 
 def checkpoint_figures(checkpoint_dir: str | Path, out: Path, n_samples: int, title: str,
@@ -39,3 +40,15 @@ def checkpoint_figures(checkpoint_dir: str | Path, out: Path, n_samples: int, ti
         files.append(out / "kl_per_layer.json")
         files.append(plot_kl_bars(kl, names, out / "kl_per_layer.png", title))
     return files
+
+
+def history_figure(checkpoint_dir: str | Path, out: Path) -> Path | None:
+    """Figure 4 (per-layer KL over training) from the history a checkpoint carries (metrics.jsonl, as
+    a search's trials keep it: search/tune/trainable.py), drawn where the checkpoint is read instead
+    of at every evaluation of the run. None when the checkpoint has no history."""
+    history = Path(checkpoint_dir) / folders.RUN_METRICS
+    if not history.is_file():
+        return None
+    config, meta = read_config(checkpoint_dir)
+    model = build_model(config, tuple(meta["image_shape"]))
+    return plot_kl_per_layer(read_metrics(history), model.layer_meta(), out, model.meta_labels())

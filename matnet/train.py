@@ -44,18 +44,19 @@ def use_compile(cfg: Config, device: torch.device) -> bool:
 
 
 def train(config: Config, out_dir: str | Path | None = None, report: Report | None = None,
-          progress: bool = True, fresh_optimizer: bool = False) -> dict[str, Any]:
+          progress: bool = True, fresh_optimizer: bool = False, draw_figure: bool = True) -> dict[str, Any]:
     """Train a MatNet with the ELBO (eq. 5); evaluate on the validation split, write metrics and a
     checkpoint, and call `report` at every epoch end (or every `eval_every_steps`). Resumes from
     `out_dir/checkpoint` when one is there (`fresh_optimizer`: from its weights and step only, with a
-    new optimizer state). Returns the last metrics."""
+    new optimizer state). `draw_figure`: Figure 4 redrawn at every evaluation (a search's trials leave
+    it to whoever reads their checkpoints: matnet.figures.history_figure). Returns the last metrics."""
     # Bad values and a bad --out folder are refused before anything is loaded (validate.py, runfolder.py).
     validate(config)
     if out_dir is not None:
         check_run_folder(out_dir, config)
     warmup_steps(config)
     compile_step = use_compile(config, resolve_device(config.train.device))
-    run = TrainingRun(config, out_dir, fresh_optimizer, compile_step)
+    run = TrainingRun(config, out_dir, fresh_optimizer, compile_step, draw_figure)
 
     bar = tqdm(total=run.plan.total_steps, initial=run.step, disable=not progress, unit="step",
                desc=f"train {config.data.dataset}", dynamic_ncols=True)

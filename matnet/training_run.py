@@ -39,12 +39,14 @@ PROBE_STEPS = 5
 
 
 class TrainingRun:
-    def __init__(self, config: Config, out_dir: str | Path | None, fresh_optimizer: bool, compile_step: bool):
+    def __init__(self, config: Config, out_dir: str | Path | None, fresh_optimizer: bool, compile_step: bool,
+                 draw_figure: bool = True):
         tc = config.train
         self.config = config
         self.device = resolve_device(tc.device)
         use_tf32(self.device)
         self.out = Path(out_dir).expanduser() if out_dir is not None else None
+        self.draw_figure = draw_figure
         point = resume_point(self.out, config, self.device, fresh_optimizer) if self.out is not None else None
 
         self.train_split = load_split(config.data, "train")
@@ -190,9 +192,9 @@ class TrainingRun:
     def _save(self, metrics: dict[str, Any]) -> Path:
         with open(self.out / folders.RUN_METRICS, "a") as f:
             f.write(json.dumps(metrics) + "\n")
-        # Figure 4 from the whole history so far.
-        plot_kl_per_layer(read_metrics(self.out / folders.RUN_METRICS), self.model.layer_meta(),
-                          self.out / folders.RUN_PLOT, self.model.meta_labels())
+        if self.draw_figure:  # Figure 4 from the whole history so far
+            plot_kl_per_layer(read_metrics(self.out / folders.RUN_METRICS), self.model.layer_meta(),
+                              self.out / folders.RUN_PLOT, self.model.meta_labels())
         return save_checkpoint(self.out / folders.RUN_CHECKPOINT, self.model, self.config,
                                {"dataset": self.train_split.name, "step": self.step, "metrics": metrics},
                                {"optimizer": self.opt.state_dict(), **self.state})

@@ -76,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---- the story of a search -------------------------------------------------------------------------
 def run_search(space: Space, options: SearchOptions | None = None, *, search_alg: Any = None,
-               stop: Any = None) -> SearchRun:
+               stop: Any = None, replay: Any = None) -> SearchRun:
     """Start the search `space` describes (or resume it), fit it on Ray Tune, export its best, close
-    its tracking. `search_alg` replaces the strategy's search algorithm and `stop` (a Tune stopper
-    with `stop_all`: a budget that ends the search) goes to the Tuner (search.bench compare)."""
+    its tracking. For the benchmarks: `search_alg` replaces the strategy's search algorithm, `stop` (a
+    Tune stopper with `stop_all`: a budget that ends the search) goes to the Tuner (search.bench
+    compare), `replay` is a trainable that replays curves instead of training (search/bench/replay.py)."""
     options = options or SearchOptions()
     address = cluster_address(options.address)
     storage_path = resolve_storage(options.storage, address)
@@ -102,7 +103,7 @@ def run_search(space: Space, options: SearchOptions | None = None, *, search_alg
         folder.write_info(info, space.raw_text)
         status = "KILLED"
         try:
-            fitted = fit(space, strategy, folder, info, tracker, options.resume, search_alg, stop)
+            fitted = fit(space, strategy, folder, info, tracker, options.resume, search_alg, stop, replay)
             result.seconds["fit"] = fitted.seconds
             result.code = finish(space, folder, info, tracker, fitted, options, result.seconds)
             status = "FINISHED" if result.code != INTERRUPTED_EXIT else "KILLED"
@@ -200,19 +201,19 @@ class Fitted:
 
 
 def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tracker: Any, resume: bool,
-        search_alg: Any, stop: Any) -> Fitted:
+        search_alg: Any, stop: Any, replay: Any) -> Fitted:
     """Ray Tune runs the trials (a new Tuner, or the interrupted one restored from its state)."""
     from .tune import tuner
     from .tune.callbacks import StateSigner, TrialLedger
 
     if resume:
-        fitter = tuner.restored_tuner(folder, space)
+        fitter = tuner.restored_tuner(folder, space, replay)
     else:
         experiment = space.settings.experiment
         ledger = TrialLedger(folder, experiment.metric, experiment.mode)
         callbacks = [c for c in (ledger, tracker.callback(space, ledger), StateSigner(folder)) if c is not None]
         fitter = tuner.new_tuner(space, strategy, search_alg or strategy.searcher(space, info.study), info.storage,
-                                 info.name, callbacks, info.num_samples, info.max_concurrent, stop)
+                                 info.name, callbacks, info.num_samples, info.max_concurrent, stop, replay)
     started = time.monotonic()
     with sigterm_as_interrupt():
         grid = fitter.fit()

@@ -72,3 +72,46 @@ def test_the_ledger_round_trips_and_ends_what_a_time_budget_cut_short(tmp_path):
     (tmp_path / "trials.json").write_text(json.dumps({"trials": [1]}))
     with pytest.raises(SearchFolderError, match="not a trial ledger"):
         read_records(folder)
+
+
+def test_the_ledger_appends_what_changed_and_reads_a_torn_last_line_as_not_written(tmp_path):
+    from search.store.ledger import append_records
+    folder = SearchFolder(str(tmp_path))
+    a, b = TrialRecord("a", {"x": 1}), TrialRecord("b", {"x": 2})
+    write_records(folder, {"a": a, "b": b})
+    a.observe({"training_iteration": 1, "step": 10, "m": 5.0}, "m", "min")
+    append_records(folder, [a])
+    a.observe({"training_iteration": 2, "step": 20, "m": 4.0}, "m", "min")
+    append_records(folder, [a])
+    whole = (tmp_path / "trials.json").read_text()
+    assert read_records(folder)["a"].best_value == 4.0 and read_records(folder)["b"] == b
+    with open(tmp_path / "trials.log", "a") as f:
+        f.write('{"trial_id": "a", "params": {"x"')  # a crash while a line was written
+    assert read_records(folder)["a"].iterations == 2
+    (tmp_path / "trials.log").write_text('{"broken\n' + (tmp_path / "trials.log").read_text())
+    with pytest.raises(SearchFolderError, match="line 1 is not a trial record"):
+        read_records(folder)
+    write_records(folder, {"a": a, "b": b})  # written whole: the log's changes are in it
+    assert not (tmp_path / "trials.log").exists() and (tmp_path / "trials.json").read_text() != whole
+
+
+def test_the_ledger_callback_costs_the_trials_that_changed_not_the_whole_search(tmp_path):
+    """A result of one trial among 500 appends one line; trials.json is rewritten whole only once the
+    log is twice as long as the search."""
+    from types import SimpleNamespace
+
+    from search.tune.callbacks import TrialLedger
+    folder = SearchFolder(str(tmp_path))
+    ledger = TrialLedger(folder, "m", "min", min_interval_s=0.0)
+    ledger.setup()
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={"x": i}) for i in range(500)]
+    for t in trials:
+        ledger.on_trial_start(0, [], t)
+    rewrites = (tmp_path / "trials.json").stat().st_mtime_ns
+    log_size = (tmp_path / "trials.log").stat().st_size
+    ledger.on_trial_result(0, [], trials[7], {"training_iteration": 1, "step": 10, "m": 3.0})
+    grew = (tmp_path / "trials.log").stat().st_size - log_size
+    assert 0 < grew < 400 and (tmp_path / "trials.json").stat().st_mtime_ns == rewrites
+    assert read_records(folder)["t7"].best_value == 3.0 and len(read_records(folder)) == 500
+    ledger.on_experiment_end([])
+    assert not (tmp_path / "trials.log").exists() and len(read_records(folder)) == 500

@@ -2,7 +2,8 @@
 
     search.json    SearchInfo: how the search was started (its space file, MLflow run, trial count)
     space.yaml     the space file as it was when the search started (a resume runs exactly that)
-    trials.json    the trial ledger: how every trial went (search/store/ledger.py)
+    trials.json    the trial ledger: how every trial went (search/store/ledger.py), with trials.log,
+                   the changes since trials.json was last written whole
     optuna.journal the Optuna study (search/store/study.py), unless it is kept in a database
     best/          the best checkpoint, a matnet checkpoint folder (search/export.py)
     figures/       its figures and IWAE evaluation
@@ -73,6 +74,10 @@ class SearchFolder:
     @property
     def ledger(self) -> str:
         return self.file("trials.json")
+
+    @property
+    def ledger_log(self) -> str:
+        return self.file("trials.log")
 
     @property
     def best(self) -> str:

@@ -1,5 +1,13 @@
 """The trial ledger: the search's own plain-data record of its trials, STORAGE/NAME/trials.json.
 
+It is kept current at the cost of the trials that changed, not of the whole search: a change appends
+the trial's record as one line to trials.log, and trials.json is written whole (atomically) only
+when the log has grown twice as long as the search has trials, and at the end; then the log is
+emptied.
+Readers take trials.json and apply the log's lines on top (a torn last line, from a crash while it
+was written, is left out). An object store cannot append, so there trials.json is written whole,
+at most every few seconds.
+
 For every trial: its parameters, how it ended (outcome.py), its best value of the search metric, how
 far it got, the checkpoints Tune registered for it (paths relative to the search folder) and, under
 population-based training, its lineage (whose checkpoint it continued from, with which parameters).
@@ -11,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Optional
 
 from . import storage
@@ -62,27 +71,53 @@ def _plain(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, str)) or is_finite(value)
 
 
+def _record(raw: dict[str, Any]) -> TrialRecord:
+    known = {f.name for f in fields(TrialRecord)}
+    return TrialRecord(**{k: v for k, v in raw.items() if k in known})
+
+
 def read_records(folder: SearchFolder) -> dict[str, TrialRecord]:
     """trial id -> record, as the ledger last wrote them (empty before any trial started)."""
-    if not storage.exists(folder.ledger):
-        return {}
-    try:
-        raw = json.loads(storage.read_text(folder.ledger))
-        known = {f.name for f in fields(TrialRecord)}
-        return {tid: TrialRecord(**{k: v for k, v in r.items() if k in known}) for tid, r in raw["trials"].items()}
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
-        raise SearchFolderError(f"{folder.ledger}: not a trial ledger ({type(e).__name__}: {e}); the search folder "
-                                f"is damaged") from None
+    records: dict[str, TrialRecord] = {}
+    if storage.exists(folder.ledger):
+        try:
+            raw = json.loads(storage.read_text(folder.ledger))
+            records = {tid: _record(r) for tid, r in raw["trials"].items()}
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise SearchFolderError(f"{folder.ledger}: not a trial ledger ({type(e).__name__}: {e}); the search "
+                                    f"folder is damaged") from None
+    if not storage.is_uri(folder.path) and Path(folder.ledger_log).is_file():
+        lines = Path(folder.ledger_log).read_bytes().split(b"\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = _record(json.loads(line))
+            except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as e:
+                if i >= len(lines) - 2:  # the last line, torn by a crash while it was appended
+                    break
+                raise SearchFolderError(f"{folder.ledger_log}: line {i + 1} is not a trial record ({e}); the "
+                                        f"search folder is damaged") from None
+            records[record.trial_id] = record
+    return records
 
 
 def write_records(folder: SearchFolder, records: dict[str, TrialRecord]) -> None:
+    """The whole ledger, written atomically; the log of changes, now in it, emptied."""
     text = json.dumps({"trials": {tid: asdict(r) for tid, r in records.items()}}, indent=1) + "\n"
     storage.write_text(folder.ledger, text)
+    if not storage.is_uri(folder.path):
+        Path(folder.ledger_log).unlink(missing_ok=True)
+
+
+def append_records(folder: SearchFolder, records: list[TrialRecord]) -> None:
+    """The changed records, one line each, at the end of trials.log (a local folder only)."""
+    with open(folder.ledger_log, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(asdict(r), separators=(",", ":")) + "\n" for r in records))
 
 
 def error_line(error_file: Optional[str]) -> str:
     """The last line of a failed trial's error file (Tune's error.txt: the exception), or a generic note."""
-    from pathlib import Path
     try:
         text = Path(error_file).read_text() if error_file else ""
     except OSError:

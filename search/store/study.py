@@ -29,6 +29,10 @@ from .errors import StudyError
 from .keys import direction
 
 JOURNAL_FILE = "optuna.journal"
+# A study kept in this process's memory only (the strategy simulator, search/bench/simulate.py: no
+# file is written per simulated trial); one InMemoryStorage per process holds every such study.
+MEMORY = ":memory:"
+_MEMORY_STORAGE: list[Any] = []
 NOT_RECORDED = "trials_not_recorded"  # a study's user attribute: why the search's trials are not in it
 STORAGE_ENV = "OPTUNA_STORAGE"
 
@@ -79,6 +83,10 @@ class StudyRef:
 
     def open_storage(self) -> Any:
         import optuna
+        if self.storage == MEMORY:
+            if not _MEMORY_STORAGE:
+                _MEMORY_STORAGE.append(optuna.storages.InMemoryStorage())
+            return _MEMORY_STORAGE[0]
         if is_url(self.storage):
             return optuna.storages.RDBStorage(self.storage)
         from optuna.storages.journal import JournalFileBackend
@@ -87,7 +95,7 @@ class StudyRef:
 
     def exists(self) -> bool:
         import optuna
-        if not is_url(self.storage) and not Path(self.storage).exists():
+        if self.storage != MEMORY and not is_url(self.storage) and not Path(self.storage).exists():
             return False
         return self.name in optuna.get_all_study_names(self._storage_or_fail())
 

@@ -3,10 +3,12 @@
 All logging happens on the driver: trials (possibly on other nodes) never talk to the tracking
 server, and interruption and resume are handled in one place.
 
-- A trial's child run is found again by its `trial_id` tag under the parent (and by the callback's
-  own state), so a resumed or restarted trial never gets a second child run, and iterations already
-  logged are not logged twice.
-- Each result is logged with one `log_batch` request, at matnet's training step.
+- A trial's child run is found again by its `trial_id` tag under the parent (the existing children
+  are listed once, when the callback first talks to MLflow), so a resumed or restarted trial never
+  gets a second child run, and iterations already logged are not logged twice.
+- Results are logged at matnet's training step, batched: whatever arrived in the last second goes
+  as one `log_batch` request per trial (what one request per result costs grows with the results per
+  second: mlflow#5269), and everything is flushed before a trial's run ends and when the search ends.
 - A finished trial gets its outcome (search/store/outcome.py) as the `status` tag, its best value (from
   the trial ledger), its figures (samples or imputations, per-layer KL) under figures/, and its
   training history (metrics.jsonl, Figure 4 as kl_per_layer.png) under training/.
@@ -30,11 +32,12 @@ from ..store.keys import ERROR_KEY, ITERATION_KEY, LINEAGE_KEY, NODE_KEY, STEP_K
 from ..store.ledger import error_line
 from ..store.outcome import Outcome, classify
 from .context import dataset_input, inherited_tags
-from .runs import (MAX_BATCH_METRICS, SEARCH_TAG, STATUS_TAG, TRIAL_TAG, chunks, client, flat_config, log_params,
-                   numeric_metrics)
+from .runs import (MAX_BATCH_METRICS, SEARCH_TAG, STATUS_TAG, TRIAL_TAG, children, chunks, client, flat_config,
+                   log_params, numeric_metrics)
 
 logger = logging.getLogger(__name__)
 
+FLUSH_EVERY_S = 1.0  # results wait at most this long before they are logged
 # A child run's MLflow status for each outcome.
 MLFLOW_STATUS = {Outcome.COMPLETED: "FINISHED", Outcome.PRUNED: "FINISHED", Outcome.DIVERGED: "FAILED",
                  Outcome.ERROR: "FAILED"}
@@ -51,6 +54,8 @@ class MlflowCallback(Callback):
         self.sample_images = space.settings.mlflow.sample_images
         self._runs: dict[str, str] = {}        # trial id -> child run id
         self._last_iter: dict[str, int] = {}   # trial id -> last training_iteration logged
+        self._pending: dict[str, list[tuple[int, list[Any]]]] = {}  # trial id -> (iteration, metrics) to log
+        self._flushed_at = 0.0
         self._client = None
         self._experiment_id: str | None = None
         self._context: dict[str, str] = {}    # the parent's context tags (user, source, git commit)
@@ -58,7 +63,7 @@ class MlflowCallback(Callback):
     # Tune pickles callbacks with the experiment (tuner.pkl): not the client's connection.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_client"] = None
+        state["_client"], state["_pending"] = None, {}
         return state
 
     def get_state(self) -> dict[str, Any]:
@@ -69,12 +74,20 @@ class MlflowCallback(Callback):
         self._last_iter = dict(state.get("last_iter", {}))
 
     def _mlflow(self):
-        """The tracking client (made on first use, with the parent run's experiment id)."""
+        """The tracking client (made on first use, with the parent run's experiment id and the child runs
+        it already has: those of a resumed search)."""
         if self._client is None:
             self._client = client(self.tracking_uri)
             parent = self._client.get_run(self.parent_run_id)
             self._experiment_id = parent.info.experiment_id
             self._context = inherited_tags(parent.data.tags)
+            for run in children(self.tracking_uri, self.parent_run_id):
+                trial_id = run.data.tags.get(TRIAL_TAG)
+                if trial_id and trial_id not in self._runs:
+                    self._runs[trial_id] = run.info.run_id
+                    if trial_id not in self._last_iter:
+                        history = self._client.get_metric_history(run.info.run_id, ITERATION_KEY)
+                        self._last_iter[trial_id] = int(max((m.value for m in history), default=0))
         return self._client
 
     def _safe(self, what: str, fn, *args: Any) -> Any:
@@ -86,25 +99,11 @@ class MlflowCallback(Callback):
             return None
 
     # ---- child runs ------------------------------------------------------------------------------
-    def _find_child(self, trial_id: str) -> Any:
-        runs = self._mlflow().search_runs(
-            [self._experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.{TRIAL_TAG} = '{trial_id}'",
-            max_results=10)
-        return runs[0] if runs else None
-
     def _child(self, trial: Any) -> str:
         trial_id = trial.trial_id
+        mlflow_client = self._mlflow()
         if trial_id in self._runs:
             return self._runs[trial_id]
-        mlflow_client = self._mlflow()
-        found = self._find_child(trial_id)
-        if found is not None:
-            self._runs[trial_id] = found.info.run_id
-            if trial_id not in self._last_iter:
-                history = mlflow_client.get_metric_history(found.info.run_id, ITERATION_KEY)
-                self._last_iter[trial_id] = int(max((m.value for m in history), default=0))
-            return found.info.run_id
         run = mlflow_client.create_run(self._experiment_id, run_name=f"{self.search_name}/{trial_id}", tags={
             **self._context, "mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial_id,
             SEARCH_TAG: self.search_name, STATUS_TAG: str(Outcome.RUNNING)})
@@ -134,22 +133,47 @@ class MlflowCallback(Callback):
                    lambda: self._mlflow().set_tag(self._child(trial), "restarts", str(trial.num_failures)))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
-        def log():
+        def keep():
             from mlflow.entities import Metric
             run_id = self._child(trial)
             it = int(result.get(ITERATION_KEY, 0))
             exploited = result.get(LINEAGE_KEY)
             if isinstance(exploited, dict):
                 self._tag_exploit(run_id, exploited)
-            if it <= self._last_iter.get(trial.trial_id, 0):
+            queued = self._pending.get(trial.trial_id, [])
+            if it <= max([self._last_iter.get(trial.trial_id, 0)] + [i for i, _ in queued]):
                 return  # logged before an interruption: not twice
             step = int(result.get(STEP_KEY, it))
             ts = int(time.time() * 1000)
-            metrics = [Metric(k, v, ts, step) for k, v in numeric_metrics(result).items()]
-            for chunk in chunks(metrics, MAX_BATCH_METRICS):
-                self._mlflow().log_batch(run_id, metrics=chunk)
-            self._last_iter[trial.trial_id] = it
-        self._safe(f"log a result of trial {trial.trial_id}", log)
+            self._pending.setdefault(trial.trial_id, []).append(
+                (it, [Metric(k, v, ts, step) for k, v in numeric_metrics(result).items()]))
+        self._safe(f"log a result of trial {trial.trial_id}", keep)
+        self._flush(due_only=True)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._flush(due_only=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._flush()
+
+    def _flush(self, trial_id: str | None = None, due_only: bool = False) -> None:
+        """Log what waits (one trial's, or all), as one request per trial; `due_only`: only if the last
+        flush is a second old."""
+        if due_only and time.monotonic() - self._flushed_at < FLUSH_EVERY_S:
+            return
+        for tid in [trial_id] if trial_id is not None else list(self._pending):
+            queued = self._pending.pop(tid, [])
+            if not queued:
+                continue
+
+            def log(tid: str = tid, queued: list = queued) -> None:
+                metrics = [m for _, batch in queued for m in batch]
+                for chunk in chunks(metrics, MAX_BATCH_METRICS):
+                    self._mlflow().log_batch(self._runs[tid], metrics=chunk)
+                self._last_iter[tid] = max(i for i, _ in queued)
+            self._safe(f"log the results of trial {tid}", log)
+        if trial_id is None:
+            self._flushed_at = time.monotonic()
 
     def _tag_exploit(self, run_id: str, exploited: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -170,6 +194,8 @@ class MlflowCallback(Callback):
         self._finish(trial, classify(trial.last_result, self.metric, errored=True))
 
     def _finish(self, trial: Any, outcome: Outcome) -> None:
+        self._flush(trial.trial_id)
+
         def finish():
             from mlflow.entities import Metric, RunTag
             run_id = self._child(trial)
@@ -194,7 +220,7 @@ class MlflowCallback(Callback):
         self._safe(f"finish the run of trial {trial.trial_id}", finish)
 
     def _log_figures(self, trial: Any, run_id: str, outcome: Outcome) -> None:
-        from matnet.figures import checkpoint_figures
+        from matnet.figures import checkpoint_figures, history_figure
 
         checkpoint = trial.checkpoint
         if checkpoint is None:
@@ -207,7 +233,11 @@ class MlflowCallback(Callback):
             title = f"{trial.trial_id} ({outcome}), step {last.get(STEP_KEY, '?')}"
             for f in checkpoint_figures(folder, Path(tmp), self.sample_images, title, kl):
                 self._mlflow().log_artifact(run_id, str(f), "figures")
-            # The trial's training history and Figure 4, kept in its checkpoints (search/trainable.py).
-            for name in (RUN_METRICS, RUN_PLOT):
-                if (Path(folder) / name).is_file():
-                    self._mlflow().log_artifact(run_id, str(Path(folder) / name), "training")
+            # The trial's training history, kept in its checkpoints (search/tune/trainable.py), and Figure 4
+            # drawn from it here (the trial does not redraw it at every report).
+            if (Path(folder) / RUN_METRICS).is_file():
+                self._mlflow().log_artifact(run_id, str(Path(folder) / RUN_METRICS), "training")
+                (Path(tmp) / "training").mkdir()
+                figure = history_figure(folder, Path(tmp) / "training" / RUN_PLOT)
+                if figure is not None:
+                    self._mlflow().log_artifact(run_id, str(figure), "training")

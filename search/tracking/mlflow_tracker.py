@@ -23,6 +23,7 @@ class MlflowTracker:
     def __init__(self, info: Any, settings: Any):
         self.info = info              # search.json's SearchInfo: tracking_uri, parent_run_id, ...
         self.settings = settings      # the space file's mlflow: section
+        self._callback: Any = None
 
     @property
     def parent_run_id(self) -> str | None:
@@ -49,7 +50,8 @@ class MlflowTracker:
 
     def callback(self, space: Any, ledger: Any) -> Any:
         from .callback import MlflowCallback
-        return MlflowCallback(self.info.tracking_uri, self.parent_run_id, space, self.info.name, ledger)
+        self._callback = MlflowCallback(self.info.tracking_uri, self.parent_run_id, space, self.info.name, ledger)
+        return self._callback
 
     def log_best(self, summary: dict[str, Any], figures: list[Path], study_files: list[Path],
                  importances: dict[str, float], checkpoint: Path) -> dict[str, Any]:
@@ -66,6 +68,8 @@ class MlflowTracker:
 
     def close(self, status: str) -> None:
         """status: FINISHED, KILLED (interrupted) or FAILED."""
+        if self._callback is not None:
+            self._callback.on_experiment_end([])  # results still batched: logged before the runs end
         if self.parent_run_id:
             runs.close_search(self.info.tracking_uri, self.parent_run_id, status,
                               note={"FINISHED": "finished", "KILLED": "interrupted"}.get(status, "failed"))

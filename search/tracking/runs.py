@@ -126,11 +126,18 @@ def reopen_parent(uri: str, run_id: str) -> None:
 
 
 def children(uri: str, parent_run_id: str) -> list[Any]:
+    """Every child run of the parent (page by page: a search may have more than a page of trials)."""
     mlflow_client = client(uri)
     parent = mlflow_client.get_run(parent_run_id)
-    return mlflow_client.search_runs([parent.info.experiment_id],
-                                     filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                                     max_results=5000)
+    out, token = [], None
+    while True:
+        page = mlflow_client.search_runs([parent.info.experiment_id],
+                                         filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                         max_results=5000, page_token=token)
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
 
 
 def close_search(uri: str, parent_run_id: str, status: str, note: str = "") -> None:

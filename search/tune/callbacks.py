@@ -21,7 +21,7 @@ from ray.tune import Callback
 from ..store import storage
 from ..store.folder import SearchFolder
 from ..store.keys import LINEAGE_KEY
-from ..store.ledger import TrialRecord, error_line, read_records, write_records
+from ..store.ledger import TrialRecord, append_records, error_line, read_records, write_records
 from ..store.outcome import Outcome
 from ..store.provenance import sign, stamps
 
@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 
 
 class TrialLedger(Callback):
-    """Keeps trials.json up to date from Tune's callback hooks (on the driver)."""
+    """Keeps trials.json up to date from Tune's callback hooks (on the driver). What a hook changes is
+    written at the cost of the trials it changed (search/store/ledger.py: a line appended to
+    trials.log), at once for a trial's start and end, at most every `min_interval_s` for its results."""
 
     def __init__(self, folder: SearchFolder, metric: str, mode: str, min_interval_s: float = 2.0):
         self.folder = folder
@@ -37,12 +39,15 @@ class TrialLedger(Callback):
         self.mode = mode
         self.min_interval_s = min_interval_s
         self.records: dict[str, TrialRecord] = {}
-        self._dirty = False
+        self._changed: set[str] = set()
+        self._logged = 0          # lines in trials.log since trials.json was written whole
         self._written_at = 0.0
 
     def setup(self, **info: Any) -> None:
         # A resumed search goes on from the ledger it wrote, not from Tune's pickled copy of this callback.
         self.records = read_records(self.folder)
+        self._changed, self._logged = set(), 0
+        self._write_all()
 
     def get_state(self) -> Optional[dict]:
         return None  # the ledger file is the state
@@ -51,18 +56,29 @@ class TrialLedger(Callback):
         record = self.records.get(trial.trial_id)
         if record is None:
             record = self.records[trial.trial_id] = TrialRecord(trial.trial_id, dict(trial.config))
+        self._changed.add(trial.trial_id)
         return record
 
     def _write(self, force: bool = True) -> None:
-        if not force and time.monotonic() - self._written_at < self.min_interval_s:
-            self._dirty = True
+        """Write what changed: now (`force`), or if the last write is `min_interval_s` old."""
+        if not self._changed or (not force and time.monotonic() - self._written_at < self.min_interval_s):
             return
         try:
-            write_records(self.folder, self.records)
-            self._dirty, self._written_at = False, time.monotonic()
+            if storage.is_uri(self.folder.path) or self._logged + len(self._changed) > 2 * max(32, len(self.records)):
+                self._write_all()
+            else:
+                append_records(self.folder, [self.records[t] for t in sorted(self._changed)])
+                self._logged += len(self._changed)
+            self._changed.clear()
+            self._written_at = time.monotonic()
         except OSError as e:  # a full disk or a storage hiccup must not stop the search; the next write retries
-            self._dirty = True
             logger.warning("trial ledger not written (%s): %s", self.folder.ledger, e)
+
+    def _write_all(self) -> None:
+        write_records(self.folder, self.records)
+        self._logged = 0
+        self._changed.clear()
+        self._written_at = time.monotonic()
 
     # ---- Tune hooks ------------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -96,11 +112,13 @@ class TrialLedger(Callback):
         self._write()
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if self._dirty:
-            self._write(force=False)
+        self._write(force=False)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._write()
+        try:
+            self._write_all()
+        except OSError as e:
+            logger.warning("trial ledger not written (%s): %s", self.folder.ledger, e)
 
 
 class StateSigner(Callback):

@@ -6,13 +6,14 @@ are. A trial that Tune restarts (a crash, a lost worker, a resumed search, a pau
 checkpoint back from `tune.get_checkpoint()`; it is copied to `RUN_DIR/checkpoint`, from where
 `train()` resumes on its own, exactly where it stopped.
 
-matnet.train writes its run folder (checkpoint, history metrics.jsonl, Figure 4 kl_per_layer.png) in a
-scratch folder of the node, outside the trial's folder (which Tune syncs to the storage as artifacts:
-the checkpoints would travel twice, and a sync could catch a file half-written), removed when the
-trial's call ends. The history and Figure 4 are copied into every checkpoint reported, so they
-go where the checkpoint goes (the search's storage, shared on a cluster), come back with it when
-the trial restarts elsewhere (the history goes on, not from scratch), and reach the trial's MLflow
-run at its end (search/tracking/). So does `trial.json`, which names the trial that wrote the
+matnet.train writes its run folder (checkpoint, history metrics.jsonl) in a scratch folder of the
+node, outside the trial's folder (which Tune syncs to the storage as artifacts: the checkpoints would
+travel twice, and a sync could catch a file half-written), removed when the trial's call ends. The
+history is copied into every checkpoint reported, so it goes where the checkpoint goes (the search's
+storage, shared on a cluster), comes back with it when the trial restarts elsewhere (the history
+goes on, not from scratch), and reaches the trial's MLflow run at its end, where the driver draws
+Figure 4 from it (search/tracking/callback.py): a trial spends its time training, not redrawing a
+figure at every report. So does `trial.json`, which names the trial that wrote the
 checkpoint: a trial that population-based training moved onto another trial's checkpoint (an
 exploitation) sees a checkpoint of another trial, and says so in its next result (LINEAGE_KEY).
 
@@ -31,13 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from matnet.folders import RUN_CHECKPOINT, RUN_METRICS, RUN_PLOT
+from matnet.folders import RUN_CHECKPOINT, RUN_METRICS
 
 from ..store.keys import ERROR_KEY, KL_PER_LAYER, LINEAGE_KEY, NODE_KEY, STATUS_KEY, TRAIN_CALL_KEY, kl_key
 from ..store.outcome import Outcome
 
 # matnet.train's files beside the checkpoint that travel inside every reported checkpoint.
-TRAINING_FILES = (RUN_METRICS, RUN_PLOT)
+TRAINING_FILES = (RUN_METRICS,)
 TRIAL_FILE = "trial.json"  # who wrote a reported checkpoint: {"trial_id", "step", "params"}
 
 
@@ -164,7 +165,7 @@ def _train_trial(config: dict[str, Any], space: Any, cfg: Any, trial_id: str, ru
         clock["in_report"] += time.monotonic() - t0
 
     try:
-        train(cfg, run_dir, report=report, progress=False)
+        train(cfg, run_dir, report=report, progress=False, draw_figure=False)
     except NonFiniteLossError as e:
         # End this trial with a clear status; the search goes on. No checkpoint: the last good one
         # stays the trial's latest. The metric is NaN: ASHA ignores NaN when it ranks trials (an

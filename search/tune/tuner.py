@@ -19,9 +19,11 @@ def trainable(space: Space):
 
 
 def new_tuner(space: Space, strategy: Any, search_alg: Any, storage: str, name: str, callbacks: list[Any],
-              num_samples: int, max_concurrent: int, stop: Any = None):
+              num_samples: int, max_concurrent: int, stop: Any = None, replay: Any = None):
     """The search's Tuner. `search_alg` is the strategy's (or one a benchmark gives in its place);
-    `stop` is a Tune stopper for the whole search (search.bench compare's step budget)."""
+    `stop` is a Tune stopper for the whole search (search.bench compare's step budget); `replay`, a
+    trainable that replays learning curves instead of training (search.bench's simulator parity and
+    driver scale: search/bench/replay.py)."""
     from ray import tune
     from ray.tune.search import Searcher
     experiment = space.settings.experiment
@@ -37,13 +39,13 @@ def new_tuner(space: Space, strategy: Any, search_alg: Any, storage: str, name: 
             num_to_keep=strategy.checkpoints_to_keep(space),
             checkpoint_score_attribute=experiment.metric, checkpoint_score_order=experiment.mode),
         failure_config=tune.FailureConfig(max_failures=experiment.max_failures))
-    return tune.Tuner(trainable(space), param_space=strategy.param_space(space), tune_config=tune_config,
+    return tune.Tuner(replay or trainable(space), param_space=strategy.param_space(space), tune_config=tune_config,
                       run_config=run_config)
 
 
-def restored_tuner(folder: SearchFolder, space: Space):
+def restored_tuner(folder: SearchFolder, space: Space, replay: Any = None):
     """The interrupted search's Tuner, from Tune's own saved state (its searcher, scheduler and
     callbacks go on where they stopped): finished trials are not run again, unfinished ones continue
     from their last checkpoint. Tune unpickles that state: search.run checks its provenance first."""
     from ray import tune
-    return tune.Tuner.restore(folder.path, trainable(space), resume_unfinished=True, resume_errored=False)
+    return tune.Tuner.restore(folder.path, replay or trainable(space), resume_unfinished=True, resume_errored=False)
