@@ -235,8 +235,12 @@ def finish(space: Space, folder: SearchFolder, info: SearchInfo, tracker: Any, f
 
     unfinished = sum(1 for r in fitted.records.values() if not r.ended)
     if fitted.budget_reached and unfinished:
-        end_running(folder, space.settings.experiment.metric)  # cut short by the budget: ended, not interrupted
+        # Cut short by the budget: ended, not interrupted; the ledger rules how, and Optuna is told the same.
+        end_running(folder, space.settings.experiment.metric)
         fitted.records = read_records(folder)
+        if strategies.get(info.strategy).uses_study:
+            from .tune.searcher import end_cut_short
+            end_cut_short(info.study, fitted.records, space.settings.experiment.metric)
     interrupted = unfinished > 0 and not fitted.budget_reached
     print(f"search {info.name}: {fitted.trials} trials in {fitted.seconds:.0f} s"
           + (f" (interrupted; {unfinished} unfinished)" if interrupted else "")

@@ -9,12 +9,10 @@ of the test's own directory, passed to the servers through the environment.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,17 +23,10 @@ from typing import Iterator
 
 import psutil
 
+from search.bench.postgres import ServerMissing, free_port, postgres_bin  # noqa: F401 - the tests import them from here
+from search.bench.postgres import postgres as bench_postgres
+
 BIN = Path(sys.executable).parent
-
-
-class ServerMissing(RuntimeError):
-    """A server program that this machine does not have (CI installs it: see .ci/run)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
@@ -71,58 +62,14 @@ def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     psutil.wait_procs(procs, timeout=15)
 
 
-# ---- PostgreSQL ---------------------------------------------------------------------------------
-
-def postgres_bin() -> Path:
-    for name in ("initdb", "pg_ctl"):
-        if shutil.which(name):  # on PATH, maybe as a link (Debian keeps them in /usr/lib/postgresql/V/bin)
-            return Path(shutil.which(name)).resolve().parent
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise ServerMissing("PostgreSQL is not installed (Debian: apt-get install postgresql)")
-    return Path(found[-1]).parent
-
+# ---- PostgreSQL (search/bench/postgres.py runs it) ------------------------------------------------
 
 @contextlib.contextmanager
 def postgres(database: str = "mlflow", more: tuple[str, ...] = ()) -> Iterator[str]:
     """A PostgreSQL server on 127.0.0.1 with password authentication; yields the SQLAlchemy URI of an
-    empty database (and makes the databases `more` beside it, e.g. one for Optuna). PostgreSQL
-    refuses to run as root, so as root it runs as the `postgres` user."""
-    pg = postgres_bin()
-    root = Path(tempfile.mkdtemp(prefix="matnet-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres", "postgres")
-    password = secrets.token_urlsafe(16)
-    pwfile = root / "password"
-    pwfile.write_text(password + "\n")
-    if as_user:
-        shutil.chown(pwfile, "postgres", "postgres")
-    os.chmod(pwfile, 0o600)
-    data, log, port = root / "data", root / "server.log", free_port()
-
-    def run(*cmd: str) -> None:
-        r = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "PGPASSWORD": password})
-        if r.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd[:2])}: {r.stderr.strip()[-2000:]}")
-
-    run(str(pg / "initdb"), "-D", str(data), "-U", "matnet", f"--pwfile={pwfile}", "--auth=scram-sha-256",
-        "-E", "UTF8")
-    try:
-        run(str(pg / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start",
-            "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off")
-        import psycopg
-        with psycopg.connect(host="127.0.0.1", port=port, user="matnet", password=password, dbname="postgres",
-                             autocommit=True) as conn:
-            for name in (database, *more):
-                conn.execute(f"CREATE DATABASE {name}")
-        yield f"postgresql://matnet:{password}@127.0.0.1:{port}/{database}"
-    finally:
-        subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+    empty database (and makes the databases `more` beside it, e.g. one for Optuna)."""
+    with bench_postgres((database, *more)) as server:
+        yield server.uri(database)
 
 
 # ---- MLflow tracking server ---------------------------------------------------------------------

@@ -11,7 +11,6 @@ the replayed metrics, so the export at the end of a search has a best checkpoint
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import shutil
@@ -24,33 +23,22 @@ from ..store.keys import FINAL_KEY, STATUS_KEY, STEP_KEY, TRAIN_CALL_KEY
 from ..store.outcome import Outcome
 
 
-@functools.lru_cache(maxsize=4)
-def surrogate_for(curves_path: str, trees: int = 200) -> Any:
-    """The surrogate of a curves file, fitted once per process (its fit is seeded: every process that
-    fits it gets the same model)."""
-    from .curves import load
-    from .simulate import curves_space
-    from .surrogate import Surrogate
-    curves = load(curves_path)
-    return Surrogate(curves, curves_space(curves), trees=trees)
-
-
-def replay_trainable(space: Any, curves_path: str, seed: int, time_scale: float = 0.0,
-                     checkpoint_template: Optional[str] = None, trees: int = 200) -> Any:
-    """The Tune trainable, with the resources the space gives a trial."""
+def replay_trainable(space: Any, model: Any, seed: int, time_scale: float = 0.0,
+                     checkpoint_template: Optional[str] = None) -> Any:
+    """The Tune trainable, with the resources the space gives a trial. `model` (the surrogate, fitted
+    once on the driver) goes to the trials through Ray's object store."""
     from ray import tune
     resources = space.settings.experiment.resources
-    fn = tune.with_parameters(replay_trial, metric=space.settings.experiment.metric, curves_path=curves_path,
-                              seed=seed, time_scale=time_scale, checkpoint_template=checkpoint_template, trees=trees)
+    fn = tune.with_parameters(replay_trial, metric=space.settings.experiment.metric, model=model, seed=seed,
+                              time_scale=time_scale, checkpoint_template=checkpoint_template)
     return tune.with_resources(fn, {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
-def replay_trial(config: dict[str, Any], metric: str, curves_path: str, seed: int, time_scale: float,
-                 checkpoint_template: Optional[str], trees: int) -> None:
+def replay_trial(config: dict[str, Any], metric: str, model: Any, seed: int, time_scale: float,
+                 checkpoint_template: Optional[str]) -> None:
     from ray import tune
 
     from .simulate import trial_seed
-    model = surrogate_for(curves_path, trees)
     reports = model.curve(config, trial_seed(config, seed))
     full_steps = int(model.steps[-1])
     started = time.monotonic()

@@ -34,6 +34,7 @@ from .compat import trial_of_number
 logger = logging.getLogger(__name__)
 
 MAX_INVALID_DRAWS = 100
+RAY_TRIAL_ATTR = "ray_trial_id"
 # What each outcome is told to Optuna as.
 OPTUNA_STATE = {Outcome.COMPLETED: TrialState.COMPLETE, Outcome.PRUNED: TrialState.PRUNED,
                 Outcome.DIVERGED: TrialState.FAIL, Outcome.ERROR: TrialState.FAIL}
@@ -123,6 +124,7 @@ class OptunaSearcher(Searcher):
             problem = self._problem(trial.params)
             if problem is None:
                 self.trials[trial_id], self._live[trial_id] = trial.number, trial
+                trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)  # which Tune trial it is, from its start
                 return dict(trial.params)
             trial.set_user_attr("invalid", problem)
             self.study.tell(trial, state=TrialState.FAIL)
@@ -155,7 +157,6 @@ class OptunaSearcher(Searcher):
         value = (result or {}).get(self.metric)
         if result:
             self._record(trial_id, result)  # the result the scheduler stopped it on never came through on_trial_result
-        trial.set_user_attr("ray_trial_id", trial_id)
         trial.set_user_attr("status", str(outcome))
         if result and (STEP_KEY in result or ITERATION_KEY in result):
             trial.set_user_attr("step_reached", self._step(result))
@@ -194,3 +195,22 @@ class OptunaSearcher(Searcher):
         if step not in told:
             self._trial(trial_id).report(float(value), step)
             told.add(step)
+
+
+def end_cut_short(study_ref: StudyRef, records: dict[str, Any], metric: str) -> int:
+    """Tell the study how the trials that the search's budget cut short ended (Tune stops a search at
+    its budget without ending its running trials through the searcher): as the ledger ruled
+    (search/store/ledger.end_running), so the two agree. Returns how many it told."""
+    study = study_ref.load()
+    told = 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = records.get(frozen.user_attrs.get(RAY_TRIAL_ATTR, ""))
+        if record is None or not record.ended:
+            continue
+        outcome = Outcome(record.outcome)
+        trial = trial_of_number(study, frozen.number)
+        trial.set_user_attr("status", str(outcome))
+        value = record.last.get(metric) if outcome is Outcome.COMPLETED else None
+        study.tell(trial, float(value) if value is not None else None, state=OPTUNA_STATE[outcome])
+        told += 1
+    return told
