@@ -46,6 +46,20 @@ def at_least(minimum: int, meaning: str = "") -> Callable[[str], int]:
     return parse
 
 
+def between(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be an integer from {minimum} to {maximum:,}, got {text!r}")
+        return value
+    parse.__name__ = f"integer in [{minimum}, {maximum}]"
+    return parse
+
+
 def seed(text: str) -> int:
     """An argparse type: a random seed torch accepts, 0 <= seed < 2**63."""
     try:
@@ -78,19 +92,38 @@ def _one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+MEMORY_HINT = ("lower the batch size (--batch-size, train.batch_size), the images at once (--n, --rows) or the "
+               "model's widths (model.meta_modules)")
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """A failed allocation, on a GPU (torch.OutOfMemoryError) or the CPU (MemoryError, or the
+    allocator's RuntimeError)."""
+    import torch
+    text = str(e)
+    return (isinstance(e, (MemoryError, torch.OutOfMemoryError))
+            or (isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)))
+
+
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None,
-        extra: tuple[type[BaseException], ...] = ()) -> NoReturn:
+        extra: tuple[type[BaseException], ...] = (), memory_hint: str = MEMORY_HINT) -> NoReturn:
     """Run a command's main; user errors (and the `extra` kinds) become one line and exit status 2.
     Any other OSError that names a file (disk full, permission denied on a file no check could foresee)
-    is one line too: it is about the machine, not a bug a traceback would help with."""
+    is one line too: it is about the machine, not a bug a traceback would help with; so is running out
+    of memory, with `memory_hint`: which settings to lower."""
     try:
         code = main(argv)
-    except user_errors() + extra + (OSError,) as e:
-        if isinstance(e, OSError) and not isinstance(e, user_errors() + extra) and e.filename is None:
-            raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - sorted below: the user's mistakes are one line, bugs are not
+        mine = user_errors() + extra
+        if out_of_memory(e) and not isinstance(e, mine):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            print(f"error: out of memory ({first}); {memory_hint}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(e, mine) or (isinstance(e, OSError) and e.filename is not None):
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            sys.exit(2)
+        raise
     sys.exit(code or 0)

@@ -232,7 +232,10 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         k, v = item.split("=", 1)
         try:
             out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as e:
+            if v.strip()[:1] in "[{\"":  # meant as JSON (a list, a mapping, a quoted string): say where it breaks
+                raise ConfigError(f"--set {k.strip()}: {v!r} is not valid JSON ({e.msg} at character {e.pos + 1}); "
+                                  f"fix it there (JSON wants double-quoted names and no trailing comma)") from None
             out[k.strip()] = v
     return out
 

@@ -4,7 +4,6 @@ condition on), and the KL of every latent layer as JSON and a bar chart. A searc
 every trial and for its best checkpoint."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +14,7 @@ from .build import build_model, is_conditional
 from .checkpoint import load_checkpoint, read_config
 from .device import seeded_rng
 from .impute import imputation_figure
+from .outputs import write_json
 from .plots import plot_kl_bars, plot_kl_per_layer, read_metrics, save_grid
 
 
@@ -35,8 +35,8 @@ def checkpoint_figures(checkpoint_dir: str | Path, out: Path, n_samples: int, ti
     if kl:
         # "z<i> (scale)" for every latent layer, numbered here (coarse to fine, z0 the fc top).
         names = [f"z{i} ({n.split('(', 1)[1]}" if "(" in n else f"z{i}" for i, n in enumerate(model.layer_names())]
-        (out / "kl_per_layer.json").write_text(json.dumps(
-            {"kl_per_layer": list(kl), "layers": names, "step": meta.get("step"), "bound": "elbo"}, indent=2) + "\n")
+        write_json(out / "kl_per_layer.json",
+                   {"kl_per_layer": list(kl), "layers": names, "step": meta.get("step"), "bound": "elbo"})
         files.append(out / "kl_per_layer.json")
         files.append(plot_kl_bars(kl, names, out / "kl_per_layer.png", title))
     return files

@@ -37,14 +37,21 @@ from .objectives import iwae_bound
 METHODS: tuple[str, ...] = ("mwg", "pseudo-gibbs")
 METHOD_NAMES = {"mwg": "Metropolis-within-Gibbs (Mattei & Frellsen 2018) over an unconditional MatNet",
                 "pseudo-gibbs": "pseudo-Gibbs (Rezende et al. 2014) over an unconditional MatNet"}
+AR_METHOD_NAME = ("Metropolis-within-Gibbs over an unconditional MatNet with the autoregressive head: x_u "
+                  "proposed pixel by pixel from the head with x_k clamped, accepted on the known pixels' "
+                  "likelihood (ar_impute.py)")
+
+
+def method_name(model: MatNet, method: str) -> str:
+    return AR_METHOD_NAME if model.ar_head is not None else METHOD_NAMES[method]
 
 
 def _check(model: MatNet, method: str) -> None:
     if method not in METHODS:
         raise ConfigError(f"method {method!r}: use one of {', '.join(METHODS)}")
-    if model.ar_head is not None:
+    if model.ar_head is not None and method != "mwg":
         raise ConfigError("this checkpoint has the autoregressive head: p(x | z) does not factorise over pixels, so "
-                          "its unknown pixels cannot be drawn given z; impute with a model without model.ar_layers")
+                          "pseudo-Gibbs cannot draw x_u given z; use --method mwg (exact for it: ar_impute.py)")
 
 
 def _clamp(x: torch.Tensor, known: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
@@ -61,6 +68,9 @@ def run_chains(model: MatNet, x: torch.Tensor, known: torch.Tensor, steps: int,
     _check(model, method)
     if steps < 1:
         raise ConfigError(f"--gibbs-steps must be >= 1, got {steps}")
+    if model.ar_head is not None:
+        from .ar_impute import run_chains as ar_chains
+        return ar_chains(model, x, known, steps)
     lik = model.cfg.likelihood
     state = _clamp(x, known, model.sample(x.shape[0], mean=False))
     z, params, accepted = None, None, 0.0
@@ -86,6 +96,9 @@ def unknown_log_likelihood(model: MatNet, x: torch.Tensor, known: torch.Tensor, 
     """Estimate of log p(x_u | x_k) per image [B] = IWAE_k log p(x) - IWAE_k log p(x_k), the second with
     the known-pixel likelihood (module docstring)."""
     _check(model, METHODS[0])
+    if model.ar_head is not None:
+        from .ar_impute import unknown_log_likelihood as ar_unknown
+        return ar_unknown(model, x, known, k, rows_per_pass)
     log_px = iwae_bound(model, x, k, rows_per_pass).iwae
     log_pk = iwae_bound(model, x, k, rows_per_pass, likelihood_mask=known.to(x.dtype)).iwae
     return log_px.double() - log_pk.double()

@@ -36,7 +36,7 @@ from .locate import checkpoint_folder
 from .config import Config, ConfigError
 from .data import Split, load_split, read_image_folder
 from .device import resolve_device
-from .gibbs import METHOD_NAMES, METHODS, run_chains, unknown_log_likelihood
+from .gibbs import METHODS, method_name, run_chains, unknown_log_likelihood
 from .masks import MaskMaker, fixed_masks, mask_maker
 from .objectives import iwae_bound
 from .plots import save_grid
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     subset = None if args.images else describe(len(split), args.limit, args.subset_seed)
     n = len(indices)
     conditional = is_conditional(model)
-    method = CONDITIONAL_METHOD if conditional else METHOD_NAMES[args.method]
+    method = CONDITIONAL_METHOD if conditional else method_name(model, args.method)
     if hasattr(model, "stage2"):
         method += "; two-stage: stage 2 refines stage 1's imputation"
 
@@ -250,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         "method": method,
         "nll_kind": ("IWAE bound on -log p(x_u | x_k) over the conditional model (an upper bound on the NLL)"
                      if conditional else
-                     "estimate IWAE log p(x) - IWAE log p(x_k), known-pixel likelihood for p(x_k) (not a bound; "
-                     "runs low at small k)"),
+                     ("estimate IWAE log p(x) - IS log p(x_k) over z and x_u drawn by the head with x_k clamped "
+                      "(not a bound; runs low at small k)" if getattr(model, "ar_head", None) is not None else
+                      "estimate IWAE log p(x) - IWAE log p(x_k), known-pixel likelihood for p(x_k) (not a bound; "
+                      "runs low at small k)")),
         **top,
         "mse_units": "per unknown pixel value, intensities on a [0, 1] scale; mean imputation = mean of the samples",
         "iwae_k": args.iwae_k, "samples": args.samples, "n_images": n, "subset": subset,

@@ -195,6 +195,11 @@ class MatNet(LatentLayers, nn.Module):
             penalty = self.cfg.mixture_entropy_weight * entropy(resp)
         return MatNetOutput(log_px, torch.stack(kls, 1), log_ratio, params, penalty, used)
 
+    def decode(self, x: torch.Tensor, latents: list[torch.Tensor]) -> torch.Tensor:
+        """The TD output for the latents `latents` (z_0 first) of inputs x: what p(x | z) (or the
+        autoregressive head's conditioning) is for them."""
+        return self._top_down(x.shape[0], self.num_layers, self.bottom_up(x), latents)[0]
+
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
         """The TD output for z drawn from the prior (ancestral sampling, eq. 1): the likelihood

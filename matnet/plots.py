@@ -136,6 +136,6 @@ def plot_kl_bars(kl: Sequence[float], names: Sequence[str], path: str | Path, ti
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with replacing(path) as tmp:  # whole or not at all
+        fig.savefig(tmp)
     return path

@@ -26,6 +26,7 @@ from .model import MatNet
 from .plots import save_grid, save_group_grid
 
 DEFAULT_KS = (1, 2, 4, 6, 8, 10)  # the paper's rows
+MAX_IMAGES = 10_000  # one grid; beyond it, memory runs out before the grid is readable (a CIFAR model: ~3 GB)
 
 
 @torch.no_grad()
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", type=checkpoint_folder,
                    help="a checkpoint directory (RUN_DIR/checkpoint, a search's best/), or models:/NAME@champion, "
                         "runs:/RUN_ID/model (MLflow)")
-    p.add_argument("--n", type=cli.at_least(1), default=64, help="number of images (default 64)")
+    p.add_argument("--n", type=cli.between(1, MAX_IMAGES), default=64,
+                   help=f"number of images (default 64, at most {MAX_IMAGES:,}: one grid)")
     p.add_argument("--out", default="samples.png",
                    help="the image to write; its format from the extension (default samples.png)")
     p.add_argument("--draw", action="store_true",
@@ -146,4 +148,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, memory_hint="lower --n (images drawn at once), or sample on a device with more memory")

@@ -63,11 +63,12 @@ def problems(config: Config, *, training: bool = True, n_train: int | None = Non
         found += _train(config.train)
     if config.data.dataset not in DATASETS:
         return found
-    # Combinations (each check raises on its own key, so a problem is not said twice).
+    # Combinations (each check raises on its own key, so a problem is not said twice), causes first: a
+    # likelihood that does not fit the data, then what the data's image size makes of the layout.
     shape = dataset_info(config.data.dataset)
-    found += _raised(validate_layout, config.model, shape)
     found += _raised(check_task, config)
     found += _raised(check_data_fits, config.model.likelihood, config.data.binarize)
+    found += _raised(validate_layout, config.model, shape)
     if config.data.task == "impute":
         found += _raised(validate_conditional, config.model)
         if training:  # a checkpoint's mask file may stay behind on another machine: its command says so

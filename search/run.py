@@ -84,6 +84,7 @@ def run_search(space: Space, options: SearchOptions | None = None, *, search_alg
     options = options or SearchOptions()
     address = cluster_address(options.address)
     storage_path = resolve_storage(options.storage, address)
+    storage.check_reachable(storage_path)
     folder = SearchFolder(storage.join(storage_path, options.name or space.settings.experiment.name))
     if options.resume:
         info, space = reopen(folder, space, options)
@@ -205,13 +206,15 @@ def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tra
     """Ray Tune runs the trials (a new Tuner, or the interrupted one restored from its state)."""
     from .tune import tuner
     from .tune.callbacks import StateSigner, TrialLedger
+    from .tune.progress import Progress
 
     if resume:
         fitter = tuner.restored_tuner(folder, space, replay)
     else:
         experiment = space.settings.experiment
         ledger = TrialLedger(folder, experiment.metric, experiment.mode)
-        callbacks = [c for c in (ledger, tracker.callback(space, ledger), StateSigner(folder)) if c is not None]
+        progress = Progress(experiment.metric, experiment.mode, info.num_samples)
+        callbacks = [c for c in (ledger, tracker.callback(space, ledger), StateSigner(folder), progress) if c is not None]
         fitter = tuner.new_tuner(space, strategy, search_alg or strategy.searcher(space, info.study), info.storage,
                                  info.name, callbacks, info.num_samples, info.max_concurrent, stop, replay)
     started = time.monotonic()

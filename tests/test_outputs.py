@@ -141,3 +141,36 @@ def test_image_grids_are_written_in_the_format_their_name_says(place):
     with pytest.raises(ConfigError, match="not an image format"):
         save_grid(images, place / "g.jpeg2")
     assert not (place / "g.jpeg2").exists()
+
+
+def test_running_out_of_memory_is_one_line_naming_what_to_lower(capsys):
+    from matnet import cli
+
+    def main(argv):
+        import torch
+        torch.empty(10 ** 14)  # 400 TB: the allocator refuses at once
+    with pytest.raises(SystemExit) as e:
+        cli.run(main, [], memory_hint="lower --n")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: out of memory") and "lower --n" in err[0]
+
+    def bug(argv):
+        raise RuntimeError("a bug, not the user's")
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else stays a traceback
+        cli.run(bug, [])
+
+
+def test_a_figure_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from matnet.plots import plot_kl_bars
+    path = plot_kl_bars([1.0, 2.0], ["z0", "z1"], tmp_path / "kl.png", "before")
+    before = path.read_bytes()
+
+    def torn(self, fname, *args, **kw):
+        Path(fname).write_bytes(b"\x89PNG half")  # a crash half way through the write
+        raise OSError("disk full")
+    monkeypatch.setattr(Figure, "savefig", torn)
+    with pytest.raises(OSError, match="disk full"):
+        plot_kl_bars([3.0, 4.0], ["z0", "z1"], tmp_path / "kl.png", "after")
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["kl.png"]

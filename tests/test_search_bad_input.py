@@ -21,6 +21,8 @@ def corpus(tmp_path_factory) -> Path:
     (d / "folder.yaml").mkdir()
     (d / "empty.yaml").write_text("")
     (d / "list.yaml").write_text("- 1\n- 2\n")
+    # a key written twice: YAML would keep the last one silently
+    (d / "twice.yaml").write_text(Path(QUICKSTART).read_text().replace("  max_concurrent: 2", "  max_concurrent: 2\n  max_concurrent: 1"))
     # a search folder whose own files are damaged
     for name, info, ledger in [("badinfo", "{not json", None), ("listinfo", "[1, 2]", None),
                                ("badledger", None, '{"trials": [1]}')]:
@@ -45,7 +47,13 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 CASES = [
+    # an address where no cluster listens answers in seconds, not after Ray's minute of retries
+    (["search.run", QUICKSTART, "--address", "127.0.0.1:9", "--storage", "/tmp/x"], "no Ray cluster answers there"),
+    (["search.run", QUICKSTART, "--address", "nohost", "--storage", "/tmp/x"], "give auto, HOST:PORT"),
+    # an object store that cannot be reached (no network, no such bucket) is one line, not a traceback
+    (["search.run", QUICKSTART, "--storage", "s3://matnet-no-such-bucket/searches"], "s3://matnet-no-such-bucket"),
     (["search.run", "notutf.yaml"], "not UTF-8"),
+    (["search.run", "twice.yaml", "--dry-run"], "the key 'max_concurrent' is written twice"),
     (["search.run", "folder.yaml"], "is a folder"),
     (["search.run", "missing.yaml"], "no such file"),
     (["search.run", "empty.yaml"], "must be a mapping"),

@@ -89,3 +89,22 @@ def test_resume_refuses_a_planted_pickle_before_anything_runs(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "carries no signature" in lines[0] and "--trust-state" in lines[0], r.stderr
     assert not marker.exists()
+
+
+def test_state_on_an_object_store_is_signed_as_tune_saves_it_not_only_at_the_end(tmp_path):
+    """A URI folder (file:// here; s3:// and gs:// go through the same pyarrow file systems) is looked at
+    every few seconds and re-signed when a state file changed, so a driver killed mid-search leaves
+    state that a resume trusts."""
+    from search.tune.callbacks import StateSigner
+    tune_state(tmp_path / "s")
+    folder = SearchFolder(f"file://{tmp_path / 's'}")
+    signer = StateSigner(folder)
+    signer.on_step_end(0, [])
+    verify(folder)
+    (tmp_path / "s" / "experiment_state-2026.json").write_text(json.dumps({"trial_data": [1]}))
+    signer.on_step_end(1, [])  # within the interval: not looked at yet
+    with pytest.raises(UntrustedStateError):
+        verify(folder)
+    signer._looked_at = 0.0    # the interval has passed
+    signer.on_step_end(2, [])
+    verify(folder)

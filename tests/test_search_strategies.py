@@ -34,7 +34,7 @@ def quickstart_cut(strategy: str | None, n: int = 4) -> dict:
 
 
 def test_the_registry_lists_every_strategy_and_maps_the_older_keys(tmp_path):
-    assert strategies.names() == ["random", "random+asha", "tpe", "tpe+asha", "hyperband", "pbt"]
+    assert strategies.names() == ["random", "random+asha", "tpe", "tpe+asha", "hyperband", "pbt", "tpe+hyperband"]
     assert strategies.DEFAULT == "tpe+asha"
     for sampler, scheduler, name in (("random", "none", "random"), ("random", "asha", "random+asha"),
                                      ("tpe", "none", "tpe"), ("tpe", "asha", "tpe+asha")):

@@ -58,3 +58,43 @@ def test_a_changed_trial_count_in_the_file_is_refused_on_resume(tmp_path):
     (tmp_path / "b.yaml").write_text(text.replace("num_samples: 8", "num_samples: 12"))
     with pytest.raises(SpaceError, match=r"experiment.num_samples: changed from 8 to 12.*--name"):
         check_resume_compatible(load_space(tmp_path / "a.yaml"), load_space(tmp_path / "b.yaml"))
+
+
+def test_a_password_in_the_tracking_uri_never_reaches_the_search_folder(tmp_path, monkeypatch):
+    """It moves into the variable its client reads, and search.json keeps the URI without it."""
+    from search.tracking.uri import without_password
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    assert without_password("postgresql+psycopg://mlflow:s3cr%40t@db:5432/mlflow") == "postgresql+psycopg://mlflow@db:5432/mlflow"
+    import os
+    assert os.environ["PGPASSWORD"] == "s3cr@t"
+    assert without_password("https://alice:pw@mlflow.example.com:8443") == "https://mlflow.example.com:8443"
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "pw"
+    with pytest.raises(TrackingUriError, match="mysql URI would be written"):
+        without_password("mysql://u:pw@db/mlflow")
+    # Through a search's description: search.json holds no password.
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from search.run import SearchOptions, describe_new
+        from search.store.folder import SearchFolder
+        monkeypatch.chdir(tmp_path)
+        space = load_space(ROOT / "spaces" / "quickstart.yaml")
+        folder = SearchFolder(str(tmp_path / "r" / "quickstart"))
+        uri = f"http://bob:hunter2@127.0.0.1:{server.server_port}"
+        info = describe_new(folder, space, SearchOptions(tracking_uri=uri), str(tmp_path / "r"), "tpe+asha")
+        folder.write_info(info, space.raw_text)
+    finally:
+        server.shutdown()
+    text = (tmp_path / "r" / "quickstart" / "search.json").read_text()
+    assert "hunter2" not in text and f'"http://127.0.0.1:{server.server_port}"' in text

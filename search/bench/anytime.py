@@ -60,9 +60,10 @@ def summary(values: list[float], seed: int = 0) -> dict[str, Any]:
     samples = v[rng.integers(0, len(v), size=(BOOTSTRAP, len(v)))]
     iqms = np.asarray([iqm(s) for s in samples])
     medians = np.median(samples, axis=1)
+    # "nearest": no interpolation between an infinite (not reached) and a finite resample
     out = {"n": int(len(v)), "iqm": iqm(v), "median": float(np.median(v)),
-           "iqm_ci": [float(np.percentile(iqms, 2.5)), float(np.percentile(iqms, 97.5))],
-           "median_ci": [float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))]}
+           "iqm_ci": [float(np.percentile(iqms, q, method="nearest")) for q in (2.5, 97.5)],
+           "median_ci": [float(np.percentile(medians, q, method="nearest")) for q in (2.5, 97.5)]}
     return {k: (_finite_or_none(x) if not isinstance(x, list) else [_finite_or_none(y) for y in x])
             for k, x in out.items()}
 
@@ -105,7 +106,7 @@ def analyse(runs: list[Any], budgets_steps: list[int], full_trial_steps: int, mo
                                       "decision_seconds_per_trial": summary(
                                           [r.decision_seconds / max(1, r.trials.get("total", 1)) for r in rs]),
                                       "curve": curve}
-        out["budgets"][str(round(budget / full_trial_steps))] = entry
+        out["budgets"][f"{budget / full_trial_steps:g}"] = entry
     return out
 
 
@@ -132,10 +133,11 @@ def print_report(report: dict[str, Any], metric: str) -> None:
     def f(x: Any, d: int = 2) -> str:
         return "-" if x is None else f"{x:.{d}f}"
 
+    width = max([8] + [len(s) for e in report["budgets"].values() for s in e["strategies"]])
     for name, entry in report["budgets"].items():
         print(f"\nbudget {name} full trials ({entry['budget_steps']} steps); target: random's final best "
               f"{metric} (median over seeds) = {f(entry['target'])}")
-        head = f"{'strategy':<34} {'best IQM [95% CI]':>26} {'compute to target IQM [CI]':>30} {'reach':>6} {'trials':>7}"
+        head = f"{'strategy':<{width}} {'best IQM [95% CI]':>26} {'compute to target IQM [CI]':>30} {'reach':>6} {'trials':>7}"
         print(head)
         print("-" * len(head))
         for s, row in entry["strategies"].items():
@@ -143,7 +145,7 @@ def print_report(report: dict[str, Any], metric: str) -> None:
             frac = "not reached" if t.get("iqm") is None else f"{t['iqm']:.0%}"
             ci = t.get("iqm_ci") or [None, None]
             frac += f" [{'-' if ci[0] is None else f'{ci[0]:.0%}'}, {'-' if ci[1] is None else f'{ci[1]:.0%}'}]"
-            print(f"{s[:34]:<34} {f(b['iqm']):>9} [{f(b['iqm_ci'][0])}, {f(b['iqm_ci'][1])}] {frac:>30} "
+            print(f"{s:<{width}} {f(b['iqm']):>9} [{f(b['iqm_ci'][0])}, {f(b['iqm_ci'][1])}] {frac:>30} "
                   f"{row['seeds_reaching']:>3}/{b['n']:<2} {row['trials']['median']:>7.0f}")
 
 
@@ -181,6 +183,7 @@ def plot(report: dict[str, Any], metric: str, path: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.axes[-1].legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    from matnet.outputs import replacing
+    with replacing(path) as tmp:
+        fig.savefig(tmp)
     return path

@@ -26,11 +26,13 @@ from typing import Any
 import yaml
 
 from matnet.cli import ArgumentParser
+from matnet.outputs import write_text
 
 from ..space import Space, load_space
 from ..store.errors import RunError
 from ..store.keys import reaches
 from ..tune import strategies
+from . import spec
 
 STOCK = "tpe+asha-stock"  # tpe+asha with Ray's stock OptunaSearch in place of the platform's searcher
 BASELINE, DEFAULT = "random", strategies.DEFAULT
@@ -62,18 +64,22 @@ class RunResult:
 
 
 def run_name(strategy: str, seed: int) -> str:
-    return f"{strategy.replace('+', '-')}-seed{seed}"
+    import re
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", strategy).strip("-") + f"-seed{seed}"
 
 
 def variant(text: str, strategy: str, seed: int) -> str:
-    """The space file of one run: the strategy, the seed, no MLflow, no time limit (the step budget
+    """The space file of one run: the strategy (NAME, or NAME[section.key=value;...] with its settings
+    changed, as search.bench simulate takes it), the seed, no MLflow, no time limit (the step budget
     ends it) and trials enough for any budget."""
+    name, changes = spec.parse(strategy)
     raw = yaml.safe_load(text)
     raw["experiment"] = {**raw["experiment"], "name": run_name(strategy, seed), "num_samples": 100000,
                          "time_budget_s": 0}
-    raw["strategy"] = DEFAULT if strategy == STOCK else strategy
+    raw["strategy"] = DEFAULT if name == STOCK else name
     raw["sampler"] = {k: v for k, v in {**(raw.get("sampler") or {}), "seed": seed}.items() if k != "type"}
     raw["scheduler"] = {k: v for k, v in (raw.get("scheduler") or {}).items() if k != "type"}
+    spec.apply(raw, changes)
     raw["mlflow"] = {"enabled": False}
     raw.pop("points_to_evaluate", None)  # the strategies start from nothing
     return yaml.safe_dump(raw, sort_keys=False)
@@ -99,7 +105,7 @@ def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Pa
     space = load_space(path, cwd=str(space_file.resolve().parent))
     experiment = space.settings.experiment
     stop = StepBudget(budget, experiment.metric, experiment.mode, workdir / f"{name}.budget.json")
-    searcher = stock_searcher(space) if strategy == STOCK else None
+    searcher = stock_searcher(space) if strategy.partition("[")[0] == STOCK else None
     outcome = run_search(space, SearchOptions(storage=str(workdir / "results")), search_alg=searcher, stop=stop)
     if outcome.code != 0:
         raise RuntimeError(f"the {name} search ended with status {outcome.code}")
@@ -217,8 +223,9 @@ def plot(report: dict[str, Any], metric: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    from matnet.outputs import replacing
+    with replacing(path) as tmp:
+        fig.savefig(tmp)
     return path
 
 
@@ -250,13 +257,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seeds", type=int, default=3, help="runs per strategy (seeds 0..N-1)")
     p.add_argument("--budget", type=int, required=True, help="training steps per run, all trials together")
     p.add_argument("--strategies", default=",".join(strategy_names()),
-                   help=f"comma-separated, from {', '.join(strategy_names())} (default: all)")
+                   help=f"comma-separated, from {', '.join(strategy_names())} (default: all); NAME[section.key=value;...] "
+                        f"changes its settings")
     p.add_argument("--json", help="write the report and every run's curve as JSON")
     p.add_argument("--plot", help="write the best value against the steps spent as PNG")
     p.add_argument("--keep", help="keep the runs' search folders under this folder (default: a temporary one)")
     args = p.parse_args(argv)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    unknown = [s for s in strategies if s not in strategy_names()]
+    strategies = [s.strip().replace(";", ",") for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s.partition("[")[0] not in strategy_names()]
     if unknown or not strategies:
         raise RunError(f"--strategies {args.strategies!r}: use some of {', '.join(strategy_names())}")
     if args.seeds < 1 or args.budget < 1:
@@ -271,7 +279,7 @@ def main(argv: list[str]) -> int:
     metric = load_space(args.space).settings.experiment.metric
     print_report(report, metric)
     if args.json:
-        Path(args.json).write_text(to_json(report, results))
+        write_text(args.json, to_json(report, results))
     if args.plot:
         plot(report, metric, Path(args.plot))
     return 0

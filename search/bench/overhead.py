@@ -15,7 +15,6 @@ Ray's start (and stop) is reported apart: it is paid once per search, not per tr
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -99,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'training fraction':>26}  {fraction:.1%} of trial-slot time")
     print(f"{'overhead per trial':>26}  {overhead:.1f} s")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        from matnet.outputs import write_json
+        write_json(args.json, figures)
     return 0
 
 

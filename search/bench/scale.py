@@ -245,7 +245,8 @@ def main(argv: list[str]) -> int:
                 rows.append(json.loads(line[6:]))
                 print_row(rows[-1])
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        from matnet.outputs import write_text
+        write_text(args.json, json.dumps(rows, indent=1) + "\n")
     return 0
 
 

@@ -175,15 +175,11 @@ def variant_space(space: Any, spec: str) -> tuple[str, Any]:
     import yaml
 
     from ..space import load_space
-    name, _, rest = spec.partition("[")
-    if not rest:
+    from . import spec as specs
+    name, changes = specs.parse(spec)
+    if not changes:
         return name, space
-    raw = yaml.safe_load(space.raw_text)
-    for item in rest.rstrip("]").split(","):
-        key, _, value = item.partition("=")
-        section, _, setting = key.strip().partition(".")
-        raw.setdefault(section, {})
-        raw[section] = dict(raw[section] or {}, **{setting: yaml.safe_load(value)})
+    raw = specs.apply(yaml.safe_load(space.raw_text), changes)
     return name, load_space(space.path, text=yaml.safe_dump(raw, sort_keys=False))
 
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from matnet.config import Config, ConfigError, item_fields, key_type
 from matnet.presets import preset
 
-from . import checks
+from . import checks, yaml_file
 from .errors import SpaceError, fail, pydantic_error
 from .nodes import Condition, Item, Node, RepeatNode, ScalarNode, Slot, is_distribution, otherwise_of, scale_tag
 from .schema import CONDITION_OPS, CategoricalParam, IntParam, RepeatBlock, SpaceFile
@@ -30,7 +30,9 @@ def load_space(path: str | os.PathLike, *, text: str | None = None, cwd: str | N
         from matnet.userfiles import read_text
         text = read_text(path, SpaceError, "give the path of a search-space YAML (e.g. spaces/quickstart.yaml)")
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml_file.parse(text)
+    except yaml_file.DuplicateKeyError as e:
+        raise SpaceError(f"{where}: line {e.problem_mark.line + 1}: {e.problem}; keep one of them") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"

@@ -86,10 +86,5 @@ def verify(folder: SearchFolder) -> None:
 
 
 def stamps(folder: SearchFolder) -> dict[str, tuple[int, int]]:
-    """(modification time, size) of each state file of a local folder: what tells that Tune saved."""
-    base = Path(folder.path)
-    out = {}
-    for name in _state_files(folder):
-        stat = (base / name).stat()
-        out[name] = (stat.st_mtime_ns, stat.st_size)
-    return out
+    """(modification time, size) of each of Tune's state files: what tells that Tune saved."""
+    return {name: stamp for name, stamp in storage.file_stamps(folder.path).items() if is_tune_state(name)}

@@ -26,6 +26,40 @@ def _fs(path: str):
     return pafs.LocalFileSystem(), str(Path(path).resolve())
 
 
+ANSWER_WITHIN_S = 10.0
+
+
+def check_reachable(path: str, flag: str = "--storage") -> None:
+    """A URI's file system must answer within seconds (an object store without network or credentials
+    retries for minutes in pyarrow); RunError (one line) otherwise. Local paths pass."""
+    import threading
+
+    from .errors import RunError
+    if not is_uri(path):
+        return
+    outcome: dict[str, BaseException | None] = {}
+
+    def probe() -> None:
+        try:
+            fs, fs_path = _fs(path)
+            fs.get_file_info(fs_path)
+            outcome["error"] = None
+        except BaseException as e:  # noqa: BLE001 - reported below, as one line
+            outcome["error"] = e
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(ANSWER_WITHIN_S)
+    if "error" not in outcome:
+        raise RunError(f"{flag} {path}: the storage does not answer within {ANSWER_WITHIN_S:g} s; check the network, "
+                       f"the bucket and its credentials (e.g. AWS_PROFILE, AWS_REGION)")
+    error = outcome["error"]
+    if error is not None:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise RunError(f"{flag} {path}: the storage cannot be used ({first}); check the URI, the network and its "
+                       f"credentials")
+
+
 def join(base: str, *parts: str) -> str:
     return "/".join([str(base).rstrip("/"), *parts]) if is_uri(base) else str(Path(base, *parts))
 
@@ -44,6 +78,15 @@ def list_files(path: str) -> list[str]:
     fs, fs_path = _fs(path)
     infos = fs.get_file_info(pafs.FileSelector(fs_path, allow_not_found=True))
     return sorted(Path(info.path).name for info in infos if info.type == pafs.FileType.File)
+
+
+def file_stamps(path: str) -> dict[str, tuple[int, int]]:
+    """(modification time in ns, size) of each file directly in the folder `path`: what tells that a
+    file changed, on a local disk or an object store alike."""
+    import pyarrow.fs as pafs
+    fs, fs_path = _fs(path)
+    infos = fs.get_file_info(pafs.FileSelector(fs_path, allow_not_found=True))
+    return {Path(i.path).name: (int(i.mtime_ns or 0), int(i.size or 0)) for i in infos if i.type == pafs.FileType.File}
 
 
 @contextmanager

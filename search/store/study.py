@@ -113,6 +113,7 @@ class StudyRef:
         shows it), with the points to evaluate first queued. `not_recorded`: why the search's trials
         will not be recorded in it (a strategy whose trials change parameters as they train)."""
         import optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created ..." at INFO
         self.check_new()
         if self.exists():
             optuna.delete_study(study_name=self.name, storage=self._storage_or_fail())

@@ -14,33 +14,35 @@ def short_name(key: str) -> str:
     return key
 
 
+def params_text(params: dict[str, Any]) -> str:
+    """A trial's parameters as short `name=value` pairs (full names and values: summary.json)."""
+    def value(x: Any) -> str:
+        return f"{x:.3g}" if isinstance(x, float) else str(x)
+    return "  ".join(f"{short_name(k)}={value(v)}" for k, v in params.items())
+
+
 def print_table(rows: list[dict[str, Any]], metric: str, top: int, title: str) -> None:
+    """The best trials, in a table that fits the terminal (80 columns or more; a log gets 100): one
+    row per trial, its parameters wrapped in the last column."""
+    import shutil
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
-    shown = rows[:top]
-    params: list[str] = []
-    for row in shown:
-        params += [k for k in row["params"] if k not in params]
-    table = Table(title=title, title_justify="left")
+    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+    table = Table(title=title, title_justify="left", show_lines=True, box=None, pad_edge=False)
     table.add_column("#", justify="right")
-    table.add_column("trial")
-    table.add_column("status")
-    table.add_column(f"best {metric}", justify="right")
-    table.add_column("reports", justify="right")
-    for k in params:
-        table.add_column(short_name(k), justify="right", overflow="fold")
-    for i, row in enumerate(shown, 1):
+    table.add_column("trial", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column(f"best {metric}", justify="right", no_wrap=True)
+    table.add_column("reports", justify="right", no_wrap=True)
+    table.add_column("parameters", overflow="fold", ratio=1)
+    for i, row in enumerate(rows[:top], 1):
         value = row[f"best_{metric}"]
-        cells = [str(i), row["trial_id"], row["status"], "-" if value is None else f"{value:.3f}", str(row["iterations"])]
-        for k in params:
-            x = row["params"].get(k)
-            cells.append("" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
-        table.add_row(*cells)
-    console = Console()
-    if not console.is_terminal:  # a log file: wide enough for every column
-        console = Console(width=max(120, min(400, 30 + 13 * (len(params) + 5))))
-    console.print(table)
+        table.add_row(str(i), row["trial_id"], row["status"], "-" if value is None else f"{value:.3f}",
+                      str(row["iterations"]), params_text(row["params"]))
+    Console(width=max(80, width), highlight=False, soft_wrap=False).print(table)
 
 
 def lineage_lines(records: dict[str, TrialRecord]) -> list[str]:

@@ -45,7 +45,7 @@ def log_best(uri: str, parent_run_id: str, summary: dict[str, Any], figures: lis
         mlflow_client.log_artifact(parent_run_id, str(f), "best/figures")
     for f in study_files:
         mlflow_client.log_artifact(parent_run_id, str(f), "study")
-    return log_model(uri, parent_run_id, checkpoint, registered_name)
+    return log_model(uri, parent_run_id, checkpoint, registered_name, evaluation)
 
 
 def log_summary(uri: str, parent_run_id: str, summary_text: str) -> None:

@@ -203,6 +203,8 @@ class MlflowCallback(Callback):
             tags = {STATUS_TAG: str(outcome)}
             if last.get(NODE_KEY):
                 tags[NODE_KEY] = str(last[NODE_KEY])
+            if "compiled" in last:  # whether the trial's step ran compiled (train.compile), as it reported
+                tags["compiled"] = str(bool(last["compiled"])).lower()
             if outcome is Outcome.DIVERGED and last.get(ERROR_KEY):
                 tags[ERROR_KEY] = str(last[ERROR_KEY])[:5000]
             if outcome is Outcome.ERROR:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"   # MLflow 3's kind for model training (vs. genai_development)
 # The tags a child run copies from its parent: the same command, user and code made both.
 CONTEXT_PREFIXES = ("mlflow.user", "mlflow.source.")
+COMMIT_ENV = "MATNET_GIT_COMMIT"  # the commit an installed copy without .git was built from (docker/Dockerfile)
 
 
 def context_tags(entry_point: str) -> dict[str, str]:
@@ -39,6 +41,9 @@ def context_tags(entry_point: str) -> dict[str, str]:
         value = read(code)
         if value:
             tags[tag] = value
+    # An installed copy without .git (the Docker image) says which commit it was built from.
+    if MLFLOW_GIT_COMMIT not in tags and os.environ.get(COMMIT_ENV):
+        tags[MLFLOW_GIT_COMMIT] = os.environ[COMMIT_ENV]
     return tags
 
 

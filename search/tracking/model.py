@@ -8,8 +8,11 @@ exported best; matnet's commands open it through search/tracking/resolver.py.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,6 +24,8 @@ from .runs import client
 
 CHECKPOINT = "checkpoint"  # the key of the checkpoint folder in the model's artifacts (pyfunc_model.py reads it)
 CHAMPION = "champion"
+EVALUATION_TAG = "evaluation"   # a model version's IWAE evaluation: data, split, images, K (evaluation_key)
+NLL_TAG = "nll_nats"
 MODEL_NAME = "model"
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")
 # Files of a checkpoint folder the model leaves out: the optimizer state, only for resuming training.
@@ -38,9 +43,33 @@ def signature(image_shape: tuple[int, ...]) -> Any:
                           params=ParamSchema([ParamSpec("iwae_k", "long", 1)]))
 
 
-def log_model(uri: str, parent_run_id: str, checkpoint: Path, registered_name: str | None) -> dict[str, Any]:
-    """Log the checkpoint as the parent run's model; register it and point `champion` at the new
-    version when `registered_name` is set. Returns the URIs to reach it (summary.json keeps them)."""
+def evaluation_key(evaluation: dict[str, Any]) -> str:
+    """What makes two IWAE figures comparable: the same data, split, images and samples per image."""
+    return json.dumps({k: evaluation.get(k) for k in ("dataset", "split", "iwae_k", "n_images", "subset")},
+                      sort_keys=True)
+
+
+def champion_verdict(evaluation: dict[str, Any], current: Any) -> tuple[bool, str]:
+    """Whether the new version should become the champion over `current` (a model version or None),
+    and why: only when it is better on the same evaluation."""
+    if current is None:
+        return True, "the first version"
+    tags = current.tags or {}
+    if tags.get(EVALUATION_TAG) != evaluation_key(evaluation):
+        return False, (f"version {current.version} stays: it was evaluated on other data, split, images or K "
+                       f"({tags.get(EVALUATION_TAG, 'unknown')}); compare them on one evaluation first")
+    old = float(tags.get(NLL_TAG, "inf"))
+    if evaluation["nll_nats"] < old:
+        return True, f"better than version {current.version} ({evaluation['nll_nats']:.3f} < {old:.3f} nats)"
+    return False, f"version {current.version} stays: it is better ({old:.3f} <= {evaluation['nll_nats']:.3f} nats)"
+
+
+def log_model(uri: str, parent_run_id: str, checkpoint: Path, registered_name: str | None,
+              evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Log the checkpoint as the parent run's model; register it when `registered_name` is set, with
+    its evaluation as tags, and point `champion` at it when it is better than the champion on the same
+    evaluation (data, split, images, K). Returns the URIs to reach it (summary.json keeps them) and
+    what happened to the alias."""
     import mlflow
     import torch
     from mlflow.models import Model
@@ -59,18 +88,34 @@ def log_model(uri: str, parent_run_id: str, checkpoint: Path, registered_name: s
             # The signature says what goes in and out; MLflow asks for an input example or type hints too.
             warnings.filterwarnings("ignore", message=".*(input example was not provided|Add type hints).*")
             logged = mlflow_client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=parent_run_id)
-            info = Model.log(artifact_path=None, name=MODEL_NAME, model_id=logged.model_id, run_id=parent_run_id,
-                             flavor=mlflow.pyfunc, python_model=str(CODE_FILE), artifacts={CHECKPOINT: str(folder)},
-                             signature=signature(image_shape),
-                             # Given, so that MLflow does not load the model in a subprocess to infer them.
-                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "safetensors", "numpy",
-                                               "pandas", f"mlflow=={mlflow.__version__}"],
-                             registered_model_name=registered_name or None, await_registration_for=0)
+            said = io.StringIO()  # MLflow prints "Successfully registered model", "Created version": said below
+            with contextlib.redirect_stderr(said):
+                info = Model.log(artifact_path=None, name=MODEL_NAME, model_id=logged.model_id, run_id=parent_run_id,
+                                 flavor=mlflow.pyfunc, python_model=str(CODE_FILE), artifacts={CHECKPOINT: str(folder)},
+                                 signature=signature(image_shape),
+                                 # Given, so that MLflow does not load the model in a subprocess to infer them.
+                                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "safetensors", "numpy",
+                                                   "pandas", f"mlflow=={mlflow.__version__}"],
+                                 registered_model_name=registered_name or None, await_registration_for=0)
+        for line in said.getvalue().splitlines():  # anything else MLflow said is passed on
+            if line.strip() and not line.startswith(("Successfully registered model", "Created version",
+                                                     "Registered model")):
+                print(line, file=sys.stderr)
         out = {"model_uri": info.model_uri, "run_model_uri": f"runs:/{parent_run_id}/{MODEL_NAME}"}
         if registered_name:
             version = str(info.registered_model_version)
-            mlflow_client.set_registered_model_alias(registered_name, CHAMPION, version)
-            out.update(registered_model=registered_name, version=version,
+            mlflow_client.set_model_version_tag(registered_name, version, EVALUATION_TAG, evaluation_key(evaluation))
+            mlflow_client.set_model_version_tag(registered_name, version, NLL_TAG, f"{evaluation['nll_nats']:.6f}")
+            try:
+                current = mlflow_client.get_model_version_by_alias(registered_name, CHAMPION)
+            except mlflow.exceptions.MlflowException:
+                current = None
+            promote, why = champion_verdict(evaluation, current)
+            if promote:
+                mlflow_client.set_registered_model_alias(registered_name, CHAMPION, version)
+            champion = version if promote else str(current.version)
+            out.update(registered_model=registered_name, version=version, champion_version=champion,
+                       champion=("moved to" if promote else "kept at") + f" version {champion}: {why}",
                        champion_uri=f"models:/{registered_name}@{CHAMPION}")
         return out
     finally:

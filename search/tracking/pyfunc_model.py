@@ -15,7 +15,10 @@ conditional MatNet (data.task=impute) scores only with masks: use `python -m mat
 """
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow
+import numpy as np
 from mlflow.pyfunc import PythonModel
 
 CHECKPOINT = "checkpoint"  # the key of the checkpoint folder in the model's artifacts
@@ -29,9 +32,9 @@ class MatNetModel(PythonModel):
         self.model, self.config, self.meta = load_checkpoint(context.artifacts[CHECKPOINT], "cpu")
         self.conditional = is_conditional(self.model)
 
-    # No type hints: MLflow would read them as the model's input schema (the signature says it).
-    def predict(self, context, model_input, params=None):
-        import numpy as np
+    # An ndarray hint: MLflow infers no input schema from it (the logged signature says what goes in), and
+    # knows the method is typed.
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd
         import torch
 

@@ -27,7 +27,12 @@ MAX_BATCH_METRICS = 1000
 
 
 def client(uri: str):
+    import logging
+
     from mlflow.tracking import MlflowClient
+    # Creating a new sqlite or PostgreSQL store logs its schema migration at INFO: nothing a user needs.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=uri)
 
 

@@ -3,7 +3,11 @@
 Where: --tracking-uri, else the space file's mlflow.tracking_uri, else MLFLOW_TRACKING_URI, else
 sqlite:///mlflow.db in the working folder (`tracking_uri`; the one place that order is written).
 The check: a scheme MLflow knows, a store that answers within seconds, and relative paths made
-absolute (search.json keeps the URI, and `--resume` from another folder must find the same store)."""
+absolute (search.json keeps the URI, and `--resume` from another folder must find the same store).
+
+A password in the URI never reaches a file: it is moved into the variable its client reads
+(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD for a tracking server, PGPASSWORD for PostgreSQL)
+for this process, and the URI kept without it; a resumed search reads it from there again."""
 from __future__ import annotations
 
 import os
@@ -29,8 +33,35 @@ def tracking_uri(cli_uri: str | None = None, space_uri: str | None = None, cwd: 
                                 cwd)
 
 
+# Where a password given in a tracking URI goes: the variable its client reads.
+PASSWORD_ENV = {"http": ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
+                "https": ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
+                "postgresql": (None, "PGPASSWORD")}
+
+
+def without_password(uri: str) -> str:
+    """`uri` with its password (if any) moved into the environment variable its client reads."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    scheme = parts.scheme.split("+")[0].lower()
+    if scheme not in PASSWORD_ENV:
+        raise TrackingUriError(f"--tracking-uri {_hide_password(uri)}: a password in a {scheme} URI would be written "
+                               f"to search.json; drop it from the URI and give it as its driver reads it")
+    user_env, password_env = PASSWORD_ENV[scheme]
+    os.environ[password_env] = urllib.parse.unquote(parts.password)
+    if user_env and parts.username:
+        os.environ[user_env] = urllib.parse.unquote(parts.username)
+        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    else:
+        netloc = parts.netloc.replace(f":{parts.password}@", "@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def checked_tracking_uri(uri: str, cwd: str | None = None) -> str:
-    """`uri` made absolute and shown to answer; TrackingUriError (one line) otherwise."""
+    """`uri` made absolute, without its password, and shown to answer; TrackingUriError (one line)
+    otherwise."""
+    uri = without_password(uri)
     scheme = urllib.parse.urlparse(uri).scheme.split("+")[0].lower()
     if scheme in SERVER_SCHEMES:
         _check_server(uri)

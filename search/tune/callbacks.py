@@ -6,9 +6,10 @@ The ledger keeps search/store/ledger.py's records up to date from Tune's hooks; 
 
 The signer signs Tune's state files each time Tune has saved them (search/store/provenance.py). Tune
 saves its state at the end of a controller step, just before `on_step_end`, and a last time before
-`on_experiment_end`. A local folder is re-signed whenever a state file changed (a stat per step); an
-object store only at the end, as its uploads run in the background until Tune's last save (a driver
-killed before then leaves the last state unsigned: resume it with --trust-state).
+`on_experiment_end`. The folder is re-signed whenever a state file changed: a local folder is looked
+at every step (a stat per file), an object store every few seconds (a listing; its uploads finish in
+the background, and each object appears whole), so a driver that is killed leaves state a resume
+trusts, at most seconds old.
 """
 from __future__ import annotations
 
@@ -122,22 +123,28 @@ class TrialLedger(Callback):
 
 
 class StateSigner(Callback):
+    URI_EVERY_S = 10.0
+
     def __init__(self, folder: SearchFolder):
         self.folder = folder
         self._seen: dict[str, tuple[int, int]] = {}
+        self._looked_at = 0.0
 
     def get_state(self) -> None:
         return None  # stateless: the signatures are in the folder
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if storage.is_uri(self.folder.path):
+        if storage.is_uri(self.folder.path) and time.monotonic() - self._looked_at < self.URI_EVERY_S:
             return
-        now = stamps(self.folder)
-        if now != self._seen:
-            sign(self.folder)
-            self._seen = now
+        self._looked_at = time.monotonic()
+        try:
+            now = stamps(self.folder)
+            if now != self._seen:
+                sign(self.folder)
+                self._seen = now
+        except OSError as e:  # a storage hiccup: the next step signs
+            logger.warning("Tune's state not signed (%s): %s", self.folder.path, e)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         sign(self.folder)
-        if not storage.is_uri(self.folder.path):
-            self._seen = stamps(self.folder)
+        self._seen = stamps(self.folder)

@@ -60,6 +60,7 @@ def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> 
     import ray
     resources = space.settings.experiment.resources
     if address is not None:
+        check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=True, logging_level="WARNING", logging_config=quiet_workers())
         except ConnectionError as e:
@@ -75,6 +76,9 @@ def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> 
         raise RunError(f"{space.path}: experiment.resources.gpu is {resources.gpu:g} but this machine has {num_gpus} "
                        f"GPUs; set resources.gpu: 0 (and train.device: cpu) or run on a GPU machine / cluster")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Token authentication stays on (Ray 2.60's default for a new local cluster), named explicitly: Ray
+    # then makes or reads the token without a WARNING about its own default.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
              log_to_driver=True, configure_logging=True, logging_level="WARNING", logging_config=quiet_workers())
 
@@ -84,6 +88,28 @@ def quiet_workers():
     are forwarded to the driver's terminal; warnings and errors still are."""
     import ray
     return ray.LoggingConfig(encoding="TEXT", log_level="WARNING")
+
+
+ANSWER_WITHIN_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """HOST:PORT and ray://HOST:PORT must accept a connection within seconds: Ray itself retries an
+    address where nothing listens for a minute and more before it gives up."""
+    import socket
+    if address == "auto":
+        return  # Ray finds the local cluster from its own files, and says at once when there is none
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise RunError(f"--address {address}: give auto, HOST:PORT (e.g. 10.0.0.5:6379) or ray://HOST:10001")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=ANSWER_WITHIN_S):
+            pass
+    except OSError as e:
+        raise RunError(f"--address {address}: no Ray cluster answers there within {ANSWER_WITHIN_S:g} s "
+                       f"({e.strerror or type(e).__name__}); start it (ray start --head) or check the host and "
+                       f"port (ray status on the head node prints the address)") from None
 
 
 def local_gpus() -> int:

@@ -38,10 +38,31 @@ def evaluate_on_ray(best: str, export: Any, k: int, limit: int, device: str, dat
     storage (shared on a cluster), and the progress bar is Ray's, shown by the driver."""
     import ray
 
+    import sys
+
+    cpus = evaluation_cpus(resources.cpu)
+    # A bar that redraws in place on a terminal; in a log (a file, `ray job logs`) Ray's forwarded bar
+    # would print every redraw as a new segment: there the lines before and after the task say it all.
+    bar = sys.stdout.isatty()
+
     def task() -> tuple[dict[str, Any], Any, dict[str, Any]]:
+        import torch
+        torch.set_num_threads(max(1, int(cpus)))
         from ray.experimental.tqdm_ray import tqdm as ray_tqdm
         with storage.local_copy(best) as local:
-            return evaluate_best(local, export, k, limit, device, data_dir, progress=True, make_bar=ray_tqdm)
+            return evaluate_best(local, export, k, limit, device, data_dir, progress=bar, make_bar=ray_tqdm)
 
-    remote = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=0)(task)
+    print(f"export: IWAE bound (k={k}) of the best checkpoint on {limit or 'all'} {export.split} images, "
+          f"{cpus:g} CPUs" + (f" + {resources.gpu:g} GPU" if resources.gpu else ""), flush=True)
+
+    remote = ray.remote(num_cpus=cpus, num_gpus=resources.gpu, max_retries=0)(task)
     return ray.get(remote.remote())
+
+
+def evaluation_cpus(trial_cpus: float) -> float:
+    """The CPUs the export's IWAE asks for: a whole node's (the search has ended: its trials' CPUs are
+    free; a trial's share, one CPU on a laptop, would leave the others idle), at least a trial's."""
+    import ray
+    largest = max((float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=trial_cpus)
+    free = float(ray.available_resources().get("CPU", largest))
+    return max(trial_cpus, min(largest, free))

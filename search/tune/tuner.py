@@ -35,6 +35,7 @@ def new_tuner(space: Space, strategy: Any, search_alg: Any, storage: str, name: 
         reuse_actors=experiment.reuse_actors)
     run_config = tune.RunConfig(
         name=name, storage_path=storage, callbacks=callbacks, stop=stop,
+        verbose=0,  # Tune's own tables and result boxes: the platform prints its own lines (progress.py)
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=strategy.checkpoints_to_keep(space),
             checkpoint_score_attribute=experiment.metric, checkpoint_score_order=experiment.mode),

@@ -1,0 +1,92 @@
+"""The search driver at scale, reduced to what the default suite can afford: a search of 60 replayed
+trials, 16 at once, interrupted at about half by SIGINT and resumed, ends with exactly 60 trials in
+trials.json, in the Optuna study and as MLflow child runs, one each, none left running, and its best
+exported; and the scale benchmark itself runs and reports (search.bench scale)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import ROOT, mlflow_runs, optuna_study
+
+SEARCH = """
+import sys
+from pathlib import Path
+from search.bench import scale
+from search.bench.curves import load
+from search.bench.replay import replay_trainable
+from search.bench.simulate import curves_space
+from search.bench.surrogate import Surrogate
+from search.run import SearchOptions, run_search
+
+work = Path(sys.argv[1])
+space = scale._space(work, 60, 16)
+curves = load(scale.CURVES)
+model = Surrogate(curves, curves_space(curves), trees=30)
+template = str(work / "template" / "checkpoint") if (work / "template").exists() else scale._template(space, work)
+outcome = run_search(space, SearchOptions(storage=str(work / "results"), tracking_uri=f"sqlite:///{work}/mlflow.db",
+                                          resume="--resume" in sys.argv, trust_state=False),
+                     replay=replay_trainable(space, model, 0, time_scale=0.12, checkpoint_template=template))
+sys.exit(outcome.code)
+"""
+
+
+def ended(folder: Path) -> int:
+    from search.store.folder import SearchFolder
+    from search.store.ledger import read_records
+    try:
+        return sum(1 for r in read_records(SearchFolder(str(folder))).values() if r.ended)
+    except Exception:  # noqa: BLE001 - read while being written: try again
+        return 0
+
+
+def test_an_interrupted_search_of_60_trials_resumes_to_exactly_60_of_each(tmp_path):
+    script = tmp_path / "search.py"
+    script.write_text(SEARCH)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    folder = tmp_path / "results" / "scale"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 600
+    while ended(folder) < 25 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read()[-3000:]
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, out[-3000:]
+    assert 25 <= ended(folder) < 60
+    r = subprocess.run([sys.executable, str(script), str(tmp_path), "--resume"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+
+    records = json.loads((folder / "trials.json").read_text())["trials"]
+    assert len(records) == 60 and all(rec["outcome"] == "completed" for rec in records.values())
+    study = optuna_study(folder)
+    assert len(study.trials) == 60 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert {t.user_attrs["ray_trial_id"] for t in study.trials} == set(records)
+    _, parents, kids = mlflow_runs(f"sqlite:///{tmp_path}/mlflow.db", "scale")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    by_trial = [k.data.tags["trial_id"] for k in kids]
+    assert sorted(by_trial) == sorted(records) and all(k.info.status == "FINISHED" for k in kids)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["trials"] == {"completed": 60, "total": 60} and summary["best"]["trial_id"] in records
+
+
+def test_the_scale_benchmark_reports_what_it_measured(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "search.bench", "scale", "--setups", "plain,platform", "--trials", "6",
+                        "--concurrent", "3", "--trial-seconds", "0.5", "--json", str(tmp_path / "scale.json")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rows = json.loads((tmp_path / "scale.json").read_text())
+    assert [row["setup"] for row in rows] == ["plain", "platform"]
+    for row in rows:
+        assert row["trials"] == 6 and row["wall_s"] >= row["ideal_s"] == 1.0 and row["driver_cpu_s"] > 0
+    platform = rows[1]
+    assert {"suggest/tell", "mlflow", "ledger", "signing", "export"} <= set(platform["driver_seconds"])
+    assert platform["exit_status"] == 0 and platform["folder_mb"] > 0
+    assert "plain" in r.stdout and "platform" in r.stdout and "x ideal" in r.stdout
