@@ -19,8 +19,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +33,8 @@ from pathlib import Path
 import pytest
 
 from tests import helpers
-from tests.helpers import mlflow_runs, small_space
+from search.bench.postgres import free_port
+from tests.helpers import ROOT, mlflow_runs, small_space
 from tests.servers import BIN, ServerMissing, mlflow_server, postgres, postgres_bin, ray_cluster
 
 pytestmark = pytest.mark.cluster
@@ -286,3 +291,60 @@ def test_a_lost_worker_node_restarts_its_trial_from_its_checkpoint_on_the_head(t
     hist = [m.step for m in client.get_metric_history(victim_run.info.run_id, "val_elbo_nats")]
     assert hist == sorted(set(hist)) and hist[-1] == steps
     assert (exp_dir / "best").is_dir() and json.loads((exp_dir / "summary.json").read_text())["trials"]["total"] == n
+
+
+def walkthrough_commands() -> list[str]:
+    """The commands of docs/cluster.md's walkthrough, as written there."""
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    block = text.split("<!-- cluster-walkthrough:", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_the_docs_walkthrough_runs_as_written_on_two_nodes_of_this_machine(tmp_path):
+    """docs/cluster.md's `ray start --head`, `ray start --address HEAD:6379` and search command, with
+    HEAD = 127.0.0.1 and only what two nodes on ONE machine add: ports of their own, a test token,
+    one CPU each, a small space instead of cifar10.yaml and a temporary folder for /shared."""
+    import shlex
+
+    from tests.servers import RayNode, alive_nodes, node_ports, ray_env, wait_for
+    commands = walkthrough_commands()
+    head = next(c for c in commands if "ray start --head" in c)
+    worker = next(c for c in commands if "ray start --address" in c)
+    search = next(c for c in commands if "search.run" in c)
+    token = tmp_path / "token"
+    token.write_text(secrets.token_hex(32))
+    env = ray_env(token)
+    port = str(free_port())
+    temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+
+    def args(command: str) -> list[str]:
+        words = shlex.split(command.replace("HEAD:6379", f"127.0.0.1:{port}"))
+        words = words[words.index("start") + 1:]
+        return [port if w == "6379" else w for w in words]
+    same_host = ["--node-ip-address", "127.0.0.1", "--num-cpus=1", "--num-gpus=0"]
+    nodes = []
+    try:
+        nodes.append(RayNode("head", [*args(head), *same_host, f"--temp-dir={temp_dir}",
+                                      f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
+                                      *node_ports()[0]], env, tmp_path / "head.log"))
+        wait_for(lambda: "Ray runtime started" in nodes[0].log.read_text(), 120, "head", nodes[0].proc, nodes[0].log)
+        nodes.append(RayNode("worker", [*args(worker), *same_host, *node_ports()[0]], env, tmp_path / "worker.log"))
+        wait_for(lambda: alive_nodes(f"127.0.0.1:{port}", env) == 2, 120, "worker", nodes[1].proc, nodes[1].log)
+        space = write_space(tmp_path, "walk", n=2, steps=16)
+        shared = tmp_path / "shared"
+        words = shlex.split(search.replace("spaces/cifar10.yaml", str(space)).replace("/shared", str(shared))
+                            .replace("http://127.0.0.1:5000", f"sqlite:///{tmp_path}/mlflow.db"))
+        command = [sys.executable, *words[words.index("-m"):]]
+        # `--address auto` finds the head through RAY_ADDRESS here: the nodes keep their files in a
+        # temporary folder of their own, not /tmp/ray, where `auto` looks otherwise
+        r = subprocess.run(command, cwd=ROOT, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, capture_output=True,
+                           text=True,
+                           timeout=900)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+        records = json.loads((shared / "ray_results" / "walk" / "trials.json").read_text())["trials"]
+        assert len(records) == 2 and all(rec["outcome"] == "completed" for rec in records.values())
+    finally:
+        for node in reversed(nodes):
+            node.stop(signal.SIGTERM)
+            node.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+from search.tune import compat
 from tests.helpers import ROOT  # noqa: E402
 
 PROBE = """
@@ -83,3 +84,10 @@ def test_a_trial_is_reopened_by_its_number():
     reopened.report(0.5, 3)
     study.tell(reopened, 0.25)
     assert study.trials[1].intermediate_values == {3: 0.5} and study.trials[1].value == 0.25
+
+
+def test_rays_token_notice_comes_from_the_logger_compat_quiets():
+    """Ray 2.60 WARNs through this logger that token authentication is on for a new local cluster."""
+    import importlib
+    module = importlib.import_module(compat.RAY_TOKEN_SETUP_LOGGER)
+    assert module.logger.name == compat.RAY_TOKEN_SETUP_LOGGER and hasattr(module, "_warn_token_auth_enabled")

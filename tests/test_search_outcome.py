@@ -107,6 +107,7 @@ def test_the_searcher_the_mlflow_runs_and_the_ledger_agree_on_every_trial(tmp_pa
             for cb in callbacks:
                 cb.on_trial_error(0, [], trial)
     ledger.on_experiment_end([])
+    mlflow_callback.on_experiment_end([])  # its thread has finished every ended trial's run
 
     by_optuna = {}
     for t in searcher.study.trials:

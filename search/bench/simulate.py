@@ -163,6 +163,12 @@ def simulate(model: Any, space: Any, strategy_name: str, seed: int, budget_steps
     return run
 
 
+def improvements(curve: list[list[float]]) -> list[list[float]]:
+    """The points of a best-so-far curve where the best changed, and its last: the same step function."""
+    out = [p for i, p in enumerate(curve) if i == 0 or p[1] != curve[i - 1][1]]
+    return out + ([curve[-1]] if curve and out[-1] is not curve[-1] else [])
+
+
 def space_steps(model: Any) -> int:
     """The training steps of a full trial: its last report's."""
     return int(model.steps[-1])
@@ -293,7 +299,7 @@ def main(argv: list[str]) -> int:
         from matnet.outputs import write_text
         write_text(args.json, json.dumps({**report, "runs": [{"strategy": r.strategy, "seed": r.seed,
                                                               "trials": r.trials, "starts": r.starts,
-                                                              "curve": r.curve}
+                                                              "curve": improvements(r.curve)}
                                                              for r in runs]}) + "\n")
     if args.plot:
         anytime.plot(report, experiment.metric, Path(args.plot))

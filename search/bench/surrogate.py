@@ -76,6 +76,11 @@ def _log_curve(curve: Curve, n: int) -> Optional[np.ndarray]:
     return np.log(np.asarray(values, dtype=np.float64))
 
 
+def _diverged(curve: Curve) -> bool:
+    """The run's loss went non-finite: a recorded error, or a value that is not a finite number."""
+    return curve.error is not None or any(r.value is None for r in curve.reports)
+
+
 @dataclass
 class Prediction:
     log_values: np.ndarray   # [reports]
@@ -96,8 +101,11 @@ class Surrogate:
             raise CurvesError(f"{curves.space_file}: {len(main)} configurations recorded; the surrogate needs at "
                               f"least {MIN_CONFIGS} (record more with --configs)")
         finished = [(c, lc) for c in main if (lc := _log_curve(c, n)) is not None]
-        x_all = self.encoder.matrix([c.params for c in main])
-        diverged = np.asarray([_log_curve(c, n) is None for c in main])
+        # A curve cut short without a non-finite value (a harvested trial ASHA stopped) says nothing of
+        # divergence: only whole curves and diverged ones teach the classifier.
+        judged = [c for c in main if _log_curve(c, n) is not None or _diverged(c)]
+        x_all = self.encoder.matrix([c.params for c in judged])
+        diverged = np.asarray([_diverged(c) for c in judged])
         self.value_model = ExtraTreesRegressor(n_estimators=trees, min_samples_leaf=2, random_state=seed, n_jobs=1)
         self.value_model.fit(self.encoder.matrix([c.params for c, _ in finished]), np.stack([lc for _, lc in finished]))
         timed = [c for c in main if len(c.reports) == n]
@@ -112,7 +120,7 @@ class Surrogate:
             self.diverge_model.fit(x_all, diverged)
         # At which report the recorded divergences happened (the first non-finite value).
         self.diverge_at = [next((i for i, r in enumerate(c.reports) if r.value is None), len(c.reports))
-                           for c in main if _log_curve(c, n) is None] or [n - 1]
+                           for c in main if _diverged(c)] or [n - 1]
         self.noise = noise_curves(curves, n)
 
     def predict(self, params: list[dict[str, Any]]) -> list[Prediction]:

@@ -56,6 +56,7 @@ class MlflowCallback(Callback):
         self._last_iter: dict[str, int] = {}   # trial id -> last training_iteration logged
         self._pending: dict[str, list[tuple[int, list[Any]]]] = {}  # trial id -> (iteration, metrics) to log
         self._flushed_at = 0.0
+        self._worker: Any = None  # the thread that finishes trials' runs
         self._client = None
         self._experiment_id: str | None = None
         self._context: dict[str, str] = {}    # the parent's context tags (user, source, git commit)
@@ -63,7 +64,7 @@ class MlflowCallback(Callback):
     # Tune pickles callbacks with the experiment (tuner.pkl): not the client's connection.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_client"], state["_pending"] = None, {}
+        state["_client"], state["_pending"], state["_worker"] = None, {}, None
         return state
 
     def get_state(self) -> dict[str, Any]:
@@ -155,6 +156,9 @@ class MlflowCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._flush()
+        if self._worker is not None:  # every trial's figures and end, before the search closes its runs
+            self._worker.shutdown(wait=True)
+            self._worker = None
 
     def _flush(self, trial_id: str | None = None, due_only: bool = False) -> None:
         """Log what waits (one trial's, or all), as one request per trial; `due_only`: only if the last
@@ -194,52 +198,62 @@ class MlflowCallback(Callback):
         self._finish(trial, classify(trial.last_result, self.metric, errored=True))
 
     def _finish(self, trial: Any, outcome: Outcome) -> None:
+        """The trial's last metrics and tags, its figures and its end, on a thread of the callback's own
+        (a figure means loading the checkpoint and drawing samples: Tune's loop does not wait for it);
+        everything is done by the end of the search (on_experiment_end waits)."""
+        from mlflow.entities import Metric, RunTag
         self._flush(trial.trial_id)
+        run_id = self._safe(f"find the run of trial {trial.trial_id}", self._child, trial)
+        if run_id is None:
+            return
+        last = dict(trial.last_result or {})
+        tags = {STATUS_TAG: str(outcome)}
+        if last.get(NODE_KEY):
+            tags[NODE_KEY] = str(last[NODE_KEY])
+        if "compiled" in last:  # whether the trial's step ran compiled (train.compile), as it reported
+            tags["compiled"] = str(bool(last["compiled"])).lower()
+        if outcome is Outcome.DIVERGED and last.get(ERROR_KEY):
+            tags[ERROR_KEY] = str(last[ERROR_KEY])[:5000]
+        if outcome is Outcome.ERROR:
+            tags[ERROR_KEY] = error_line(trial.error_file)
+        ts = int(time.time() * 1000)
+        step = int(last.get(STEP_KEY, last.get(ITERATION_KEY, 0)) or 0)
+        finals = [Metric("iterations", float(last.get(ITERATION_KEY, 0) or 0), ts, step)]
+        record = self.ledger.records.get(trial.trial_id)
+        if record is not None and record.best_value is not None:
+            finals.append(Metric(f"best_{self.metric}", record.best_value, ts, step))
+        checkpoint = trial.checkpoint if outcome is not Outcome.ERROR else None
 
-        def finish():
-            from mlflow.entities import Metric, RunTag
-            run_id = self._child(trial)
-            last = trial.last_result or {}
-            tags = {STATUS_TAG: str(outcome)}
-            if last.get(NODE_KEY):
-                tags[NODE_KEY] = str(last[NODE_KEY])
-            if "compiled" in last:  # whether the trial's step ran compiled (train.compile), as it reported
-                tags["compiled"] = str(bool(last["compiled"])).lower()
-            if outcome is Outcome.DIVERGED and last.get(ERROR_KEY):
-                tags[ERROR_KEY] = str(last[ERROR_KEY])[:5000]
-            if outcome is Outcome.ERROR:
-                tags[ERROR_KEY] = error_line(trial.error_file)
-            ts = int(time.time() * 1000)
-            step = int(last.get(STEP_KEY, last.get(ITERATION_KEY, 0)) or 0)
-            finals = [Metric("iterations", float(last.get(ITERATION_KEY, 0) or 0), ts, step)]
-            record = self.ledger.records.get(trial.trial_id)
-            if record is not None and record.best_value is not None:
-                finals.append(Metric(f"best_{self.metric}", record.best_value, ts, step))
-            self._mlflow().log_batch(run_id, metrics=finals, tags=[RunTag(k, v) for k, v in tags.items()])
-            if outcome is not Outcome.ERROR:
-                self._log_figures(trial, run_id, outcome)
-            self._mlflow().set_terminated(run_id, MLFLOW_STATUS[outcome])
-        self._safe(f"finish the run of trial {trial.trial_id}", finish)
+        def finish() -> None:
+            mlflow_client = client(self.tracking_uri)  # this thread's own
+            mlflow_client.log_batch(run_id, metrics=finals, tags=[RunTag(k, v) for k, v in tags.items()])
+            if checkpoint is not None:
+                self._log_figures(mlflow_client, trial.trial_id, checkpoint, last, run_id, outcome)
+            mlflow_client.set_terminated(run_id, MLFLOW_STATUS[outcome])
+        self._background().submit(self._safe, f"finish the run of trial {trial.trial_id}", finish)
 
-    def _log_figures(self, trial: Any, run_id: str, outcome: Outcome) -> None:
+    def _background(self) -> Any:
+        if self._worker is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-trials")
+        return self._worker
+
+    def _log_figures(self, mlflow_client: Any, trial_id: str, checkpoint: Any, last: dict[str, Any], run_id: str,
+                     outcome: Outcome) -> None:
         from matnet.figures import checkpoint_figures, history_figure
 
-        checkpoint = trial.checkpoint
-        if checkpoint is None:
-            return
-        last = trial.last_result or {}
         kl = kl_per_layer(last)
         if outcome is Outcome.DIVERGED:
             kl = None  # the checkpoint is the last good one; its own metrics say what its KLs were
         with tempfile.TemporaryDirectory() as tmp, checkpoint.as_directory() as folder:
-            title = f"{trial.trial_id} ({outcome}), step {last.get(STEP_KEY, '?')}"
+            title = f"{trial_id} ({outcome}), step {last.get(STEP_KEY, '?')}"
             for f in checkpoint_figures(folder, Path(tmp), self.sample_images, title, kl):
-                self._mlflow().log_artifact(run_id, str(f), "figures")
+                mlflow_client.log_artifact(run_id, str(f), "figures")
             # The trial's training history, kept in its checkpoints (search/tune/trainable.py), and Figure 4
             # drawn from it here (the trial does not redraw it at every report).
             if (Path(folder) / RUN_METRICS).is_file():
-                self._mlflow().log_artifact(run_id, str(Path(folder) / RUN_METRICS), "training")
+                mlflow_client.log_artifact(run_id, str(Path(folder) / RUN_METRICS), "training")
                 (Path(tmp) / "training").mkdir()
                 figure = history_figure(folder, Path(tmp) / "training" / RUN_PLOT)
                 if figure is not None:
-                    self._mlflow().log_artifact(run_id, str(figure), "training")
+                    mlflow_client.log_artifact(run_id, str(figure), "training")

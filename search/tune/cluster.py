@@ -8,7 +8,7 @@ from pathlib import Path
 from ..space import Space
 from ..store import storage
 from ..store.errors import RunError
-from .compat import ray_loopback_only
+from .compat import quiet_token_notice, ray_loopback_only
 
 DEFAULT_STORAGE = "ray_results"
 
@@ -76,9 +76,7 @@ def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> 
         raise RunError(f"{space.path}: experiment.resources.gpu is {resources.gpu:g} but this machine has {num_gpus} "
                        f"GPUs; set resources.gpu: 0 (and train.device: cpu) or run on a GPU machine / cluster")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # Token authentication stays on (Ray 2.60's default for a new local cluster), named explicitly: Ray
-    # then makes or reads the token without a WARNING about its own default.
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    quiet_token_notice()
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
              log_to_driver=True, configure_logging=True, logging_level="WARNING", logging_config=quiet_workers())
 

@@ -39,3 +39,16 @@ def trial_of_number(study: Any, number: int) -> Any:
     if frozen is None:
         raise KeyError(f"the study {study.study_name!r} has no trial number {number}")
     return optuna.trial.Trial(study, frozen._trial_id)
+
+
+# The logger of Ray's token-authentication setup, which WARNs at every new local cluster that token
+# authentication is on (Ray 2.60's default, which the project keeps).
+RAY_TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def quiet_token_notice() -> None:
+    """Keep Ray's default (token authentication on) without its WARNING about that default: a correct
+    run prints no warning. (Setting RAY_AUTH_MODE=token instead works only before Ray is imported: Ray
+    caches the mode in its C++ config at import.)"""
+    import logging
+    logging.getLogger(RAY_TOKEN_SETUP_LOGGER).setLevel(logging.ERROR)
