@@ -12,6 +12,7 @@ import yaml
 from tests.helpers import ROOT  # noqa: E402
 DOCKER = ROOT / "docker"
 RECIPES = ("compose.yaml", "kuberay.yaml", "rayjob.yaml", "Dockerfile")
+DOCS = tuple(p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "docs").glob("*.md")))
 
 
 def compose() -> dict:
@@ -68,7 +69,7 @@ def test_one_worker_node_holds_the_machines_gpus_and_nothing_scales_it():
     assert worker["deploy"]["replicas"] == 1
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
-    for text in [(DOCKER / "compose.yaml").read_text(), (ROOT / "README.md").read_text()]:
+    for text in [(DOCKER / "compose.yaml").read_text(), *[(ROOT / name).read_text() for name in ("README.md", *DOCS)]]:
         assert not re.search(r"--scale\s+ray-worker=", text)
 
 
@@ -83,9 +84,9 @@ def test_the_optuna_study_lives_in_its_own_database_on_mlflows_postgresql():
 
 
 def search_commands() -> list[tuple[str, str]]:
-    """Every `python -m search.run ...` in the recipes and the README, continuation lines joined."""
+    """Every `python -m search.run ...` in the recipes, the README and docs/, continuation lines joined."""
     found = []
-    for name in (*[f"docker/{r}" for r in RECIPES], "README.md"):
+    for name in (*[f"docker/{r}" for r in RECIPES], "README.md", *DOCS):
         text = (ROOT / name).read_text().replace("\\\n", " ")
         text = re.sub(r"\n#\s+", " ", text)  # commands in comments continue on the next comment line
         for match in re.finditer(r"python -m search\.run ([^\n`|;]*)", text):
@@ -102,6 +103,8 @@ def test_every_search_command_in_the_recipes_and_the_readme_is_one_search_run_ac
     cluster_commands = 0
     for where, command in commands:
         words = [w for w in shlex.split(command, comments=True) if w != "..."]
+        if "--help" in words:
+            continue  # parses by printing the help and exiting (tests/test_docs_commands.py runs it)
         if words and words[0] in ("SPACE.yaml", "SPACE"):
             words[0] = "space.yaml"
         try:
@@ -117,7 +120,7 @@ def test_every_search_command_in_the_recipes_and_the_readme_is_one_search_run_ac
 def test_jobs_run_the_images_code_without_uploading_a_working_dir():
     """A job runs in the head's folder, the image's /opt/matnet-search, where data/ is mounted; an
     uploaded --working-dir would run elsewhere, where the spaces' `data_dir: data` finds nothing."""
-    for name in (*[f"docker/{r}" for r in RECIPES], "README.md"):
+    for name in (*[f"docker/{r}" for r in RECIPES], "README.md", *DOCS):
         text = (ROOT / name).read_text().replace("\\\n", " ")
         assert not re.search(r"ray job submit[^\n]*--working-dir", text), name
 

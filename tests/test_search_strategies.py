@@ -164,3 +164,54 @@ def test_the_shipped_pbt_space_is_valid_and_mutates_only_what_a_run_can_change()
     strategy = strategies.for_space(space)
     assert strategy.name == "pbt" and not strategy.uses_study
     assert {n for n, p in space.params().items() if p.mutable} == {"train.lr", "train.kl_warmup_steps"}
+
+
+NEW_STRATEGY = '''
+"""random+median: random draws; Ray Tune's median stopping rule ends trials below the running median."""
+from search.tune.strategies import register
+from search.tune.strategies.base import Strategy
+
+
+@register
+class RandomMedian(Strategy):
+    name = "random+median"
+    summary = "random draws; the median stopping rule"
+
+    def scheduler(self, space, seed=None):
+        from ray.tune.schedulers import MedianStoppingRule
+        experiment = space.settings.experiment
+        return MedianStoppingRule(time_attr="training_iteration", metric=experiment.metric, mode=experiment.mode,
+                                  grace_period=1, min_samples_required=2)
+'''
+
+
+def test_a_new_strategy_is_one_module_and_every_entry_point_sees_it(tmp_path, monkeypatch):
+    """docs/layout.md's promise: a module dropped into search/tune/strategies/ (here a folder added to
+    the package's path) is a strategy of space files, --help, and the simulator, with no other edit."""
+    import sys
+
+    from search.bench.curves import load
+    from search.bench.simulate import curves_space, simulate
+    from search.bench.surrogate import Surrogate
+    folder = tmp_path / "more_strategies"
+    folder.mkdir()
+    (folder / "random_median.py").write_text(NEW_STRATEGY)
+    monkeypatch.setattr(strategies, "__path__", [*strategies.__path__, str(folder)])
+    monkeypatch.setattr(strategies, "_REGISTRY", dict(strategies._REGISTRY))
+    try:
+        strategies._discover()
+        assert "random+median" in strategies.names() and "random+median  random draws; the median" in \
+            strategies.help_text().replace("   ", "  ")
+        space = quickstart_cut("random+median")
+        s = load_space(write_space(tmp_path, "median", space))
+        assert strategies.name_for(s) == "random+median"
+        assert type(strategies.for_space(s).scheduler(s)).__name__ == "MedianStoppingRule"
+        curves = load(ROOT / "docs" / "curves-compare.json")
+        sim_space = curves_space(curves)
+        run = simulate(Surrogate(curves, sim_space, trees=20), sim_space, "random+median", 0, 6 * 160, 2,
+                       decision_time=False)
+        # The rule stopped some trials early, and the run kept to its budget of steps.
+        assert run.trials.get("pruned", 0) > 0 and any(step < 160 for _, _, step in run.decisions), run.trials
+        assert 6 * 160 <= run.curve[-1][0] <= 6 * 160 + 20
+    finally:
+        sys.modules.pop("search.tune.strategies.random_median", None)

@@ -30,9 +30,10 @@ from ..store.keys import FINAL_KEY, ITERATION_KEY, STATUS_KEY, STEP_KEY, better
 from ..store.outcome import Outcome, classify
 
 
-@dataclass
+@dataclass(eq=False)
 class SimTrial:
-    """What Tune's schedulers read of a trial."""
+    """What Tune's schedulers read of a trial. Hashable by identity, as Tune's trials are (schedulers
+    keep sets and dicts of them: the median stopping rule, Hyperband's brackets)."""
     trial_id: str
     config: dict[str, Any]
     reports: list[Any]
