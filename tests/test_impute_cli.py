@@ -111,11 +111,13 @@ def test_evaluate_scores_a_conditional_checkpoint_on_its_unknown_pixels_and_samp
     (["--mask", "BROKEN"], "not a readable image"),
     (["--images", "/nonexistent/photos"], "no such folder"),
     (["--mask", "occluders", "--size", "40"], "between 1 and the image size 28"),
-    (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar-10-batches-py"),
+    (["--dataset", "cifar10", "--data-dir", "EMPTY"], "cifar-10-batches-py"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, checkpoints, args, expected):
     (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    (tmp_path / "empty").mkdir()
     args = [str(tmp_path / "broken.png") if a == "BROKEN" else a for a in args]
+    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
     code, err = run_in_process(capsys, str(checkpoints["conditional"]), *args, "--limit", "2", "--quiet",
                                "--out", str(tmp_path / "g.png"))
     assert code == 2, err

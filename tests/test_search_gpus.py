@@ -15,8 +15,8 @@ import torch
 
 from tests.helpers import small_space, write_space
 
-def run_search(tmp_path: Path, device: str) -> subprocess.CompletedProcess:
-    space = small_space("gpus", n=4, steps=30, strategy="random", mlflow={"enabled": False},
+def run_search(tmp_path: Path, device: str, steps: int = 30) -> subprocess.CompletedProcess:
+    space = small_space("gpus", n=4, steps=steps, strategy="random", mlflow={"enabled": False},
                         experiment={"max_concurrent": 0, "resources": {"cpu": 0.5, "gpu": 0.5}, "max_failures": 0},
                         data={"dataset": "mnist", "train_limit": 500, "eval_limit": 50},
                         search={"train.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-3, "log": True}},
@@ -39,7 +39,9 @@ def intervals(exp_dir: Path) -> list[tuple[float, float]]:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a trial does without a usable CUDA device")
 def test_four_half_gpu_trials_share_two_logical_gpus_and_say_they_found_no_cuda(tmp_path):
-    r = run_search(tmp_path, "auto")
+    # Ray starts the trials' worker processes a few seconds apart on two cores (each imports torch): the
+    # trials must outlast that for all four to be seen running at once.
+    r = run_search(tmp_path, "auto", steps=120)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     exp_dir = tmp_path / "auto" / "gpus"
     trials = json.loads((exp_dir / "trials.json").read_text())["trials"]

@@ -264,18 +264,19 @@ def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path
     assert len(parents) == 1 and len(kids) == 7
 
 
-def _wait_finished_children(uri: str, n: int, proc: subprocess.Popen, timeout: float) -> None:
+def _wait_finished_trials(exp_dir: Path, n: int, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"search ended early:\n{proc.stdout.read()[-3000:]}")
+        # The study, not MLflow: a trial's MLflow run ends a few seconds after the trial (its figures are
+        # drawn off Tune's loop), by which time the other trials may have finished too.
         try:
-            _, _, kids = mlflow_runs(uri)
-            if sum(k.info.status == "FINISHED" for k in kids) >= n:
+            if sum(t.state == TrialState.COMPLETE for t in optuna_trials(exp_dir)) >= n:
                 return
-        except Exception:  # the database is not there yet
+        except Exception:  # the journal is not there yet
             pass
-        time.sleep(1.0)
+        time.sleep(0.5)
     raise AssertionError(f"fewer than {n} trials finished in {timeout} s")
 
 
@@ -291,7 +292,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
 
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_finished_children(uri, 2, proc, timeout=240)
+        _wait_finished_trials(exp_dir, 2, proc, timeout=240)
         # The study, read while the search runs: the finished trials are COMPLETE with their values.
         during = {t.number: t for t in optuna_trials(exp_dir)}
         assert sum(t.state == TrialState.COMPLETE and t.value > 0 for t in during.values()) >= 2, during

@@ -125,10 +125,14 @@ def test_command_lines_train_evaluate_sample(tmp_path):
       "\"latent_channels\": 2}]"], "must divide the image size"),
     (["--preset", "nope"], "invalid choice"),
     # (The tiny preset's 7x7 layout does not fit 32x32 images: validation says so before any data is sought.)
-    (["--preset", "tiny", "--data-dir", "/nonexistent", "--set", "data.dataset=cifar10"], "must divide the image size 32"),
-    (["--preset", "cifar10-conv", "--data-dir", "/nonexistent"], "cifar-10-batches-py"),
+    # (EMPTY is a folder that exists and holds no data set: a missing folder is an error of its own.)
+    (["--preset", "tiny", "--data-dir", "EMPTY", "--set", "data.dataset=cifar10"], "must divide the image size 32"),
+    (["--preset", "cifar10-conv", "--data-dir", "EMPTY"], "cifar-10-batches-py"),
+    (["--preset", "cifar10-conv", "--data-dir", "/nonexistent"], "data.data_dir=/nonexistent: no such folder"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, expected):
+    (tmp_path / "empty").mkdir()
+    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
     r = run_cli("matnet.train", *args, "--out", str(tmp_path / "run"), "--max-steps", "1", "--quiet")
     assert r.returncode == 2
     assert expected in r.stderr

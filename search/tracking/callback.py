@@ -84,11 +84,15 @@ class MlflowCallback(Callback):
             self._context = inherited_tags(parent.data.tags)
             for run in children(self.tracking_uri, self.parent_run_id):
                 trial_id = run.data.tags.get(TRIAL_TAG)
-                if trial_id and trial_id not in self._runs:
-                    self._runs[trial_id] = run.info.run_id
-                    if trial_id not in self._last_iter:
-                        history = self._client.get_metric_history(run.info.run_id, ITERATION_KEY)
-                        self._last_iter[trial_id] = int(max((m.value for m in history), default=0))
+                if not trial_id:
+                    continue
+                self._runs.setdefault(trial_id, run.info.run_id)
+                # The state Tune saved with the experiment can be older than the last flush (an interruption
+                # between the two): a trial that can run again (its run not ended) is asked what MLflow holds.
+                if trial_id not in self._last_iter or run.info.status != "FINISHED":
+                    history = self._client.get_metric_history(run.info.run_id, ITERATION_KEY)
+                    self._last_iter[trial_id] = max(self._last_iter.get(trial_id, 0),
+                                                    int(max((m.value for m in history), default=0)))
         return self._client
 
     def _safe(self, what: str, fn, *args: Any) -> Any:
