@@ -108,3 +108,34 @@ def test_state_on_an_object_store_is_signed_as_tune_saves_it_not_only_at_the_end
     signer._looked_at = 0.0    # the interval has passed
     signer.on_step_end(2, [])
     verify(folder)
+
+
+def test_a_local_folder_is_signed_at_every_save_without_listing_its_trials_at_every_step(tmp_path, monkeypatch):
+    """Between listings the signer looks only at the state files it knows (a listing holds one entry
+    per trial: at 1,000 trials it made signing grow with the search); a change to one signs at once,
+    and a file Tune adds is found at the next listing."""
+    from search.tune import callbacks
+    tune_state(tmp_path / "s")
+    for i in range(50):
+        (tmp_path / "s" / f"trial_{i}").mkdir()
+    folder = SearchFolder(str(tmp_path / "s"))
+    listings = []
+    monkeypatch.setattr(callbacks, "stamps", lambda f: listings.append(1) or __import__(
+        "search.store.provenance", fromlist=["stamps"]).stamps(f))
+    signer = callbacks.StateSigner(folder)
+    signer.on_step_end(0, [])
+    verify(folder)
+    first = len(listings)
+    for step in range(1, 100):
+        signer.on_step_end(step, [])
+    assert len(listings) == first  # 99 steps, no listing
+    (tmp_path / "s" / "experiment_state-2026.json").write_text(json.dumps({"trial_data": [1, 2]}))
+    signer.on_step_end(100, [])
+    verify(folder)                  # the change was signed at the next step
+    (tmp_path / "s" / "callback-states-2026.pkl").write_bytes(pickle.dumps({}))
+    signer.on_step_end(101, [])
+    with pytest.raises(UntrustedStateError):
+        verify(folder)              # a new file alone waits for the next listing ...
+    signer._listed_at -= signer.RELIST_EVERY_S
+    signer.on_step_end(102, [])
+    verify(folder)                  # ... which signs it

@@ -231,23 +231,58 @@ def main(argv: list[str]) -> int:
             print("SCALE " + json.dumps(run_one(args.one, trials[0], concurrent[0], args.trial_seconds, Path(tmp))),
                   flush=True)
         return 0
-    rows = []
+    rows = previous_rows(args.json, trials, concurrent, setups)
     for n in trials:
         for c in concurrent:
             for setup in setups:
                 print(f"scale: {setup}, {n} trials, {c} at once ...", flush=True)
-                r = subprocess.run([sys.executable, "-m", "search.bench", "scale", "--one", setup, "--trials", str(n),
-                                    "--concurrent", str(c), "--trial-seconds", str(args.trial_seconds)],
-                                   capture_output=True, text=True, timeout=args.timeout)
-                line = next((x for x in r.stdout.splitlines() if x.startswith("SCALE ")), None)
+                stdout, stderr = _run_setup([sys.executable, "-m", "search.bench", "scale", "--one", setup, "--trials",
+                                             str(n), "--concurrent", str(c), "--trial-seconds",
+                                             str(args.trial_seconds)], args.timeout)
+                if stdout is None:
+                    # A setup that does not finish in time is a result too (Ray's stock searcher at
+                    # scale): recorded as such, and the others still run.
+                    rows.append({"setup": setup, "trials": n, "concurrent": c, "trial_seconds": args.trial_seconds,
+                                 "timed_out_after_s": args.timeout})
+                    print(f"  {setup:<12} N={n:<5} C={c:<3} did not finish within {args.timeout} s", flush=True)
+                    continue
+                line = next((x for x in stdout.splitlines() if x.startswith("SCALE ")), None)
                 if line is None:
-                    raise RunError(f"scale: {setup} at {n} x {c} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+                    raise RunError(f"scale: {setup} at {n} x {c} failed: {(stderr.strip().splitlines() or ['?'])[-1]}")
                 rows.append(json.loads(line[6:]))
                 print_row(rows[-1])
-    if args.json:
-        from matnet.outputs import write_text
-        write_text(args.json, json.dumps(rows, indent=1) + "\n")
+                if args.json:  # after every row: a long run stopped midway keeps what it measured
+                    from matnet.outputs import write_text
+                    write_text(args.json, json.dumps(rows, indent=1) + "\n")
     return 0
+
+
+def previous_rows(path: str | None, trials: list[int], concurrent: list[int], setups: list[str]) -> list[dict]:
+    """The rows an earlier run wrote to `path` that this run does not measure again: runs of different
+    sizes (e.g. N = 1,000 on its own, later) add up in one file."""
+    if not path or not Path(path).is_file():
+        return []
+    try:
+        rows = json.loads(Path(path).read_text())
+    except ValueError:
+        from ..store.errors import RunError
+        raise RunError(f"{path}: not a JSON file of search.bench scale; give another --json path") from None
+    return [r for r in rows if not (r["trials"] in trials and r["concurrent"] in concurrent and r["setup"] in setups)]
+
+
+def _run_setup(command: list[str], timeout: float) -> tuple[str | None, str]:
+    """(stdout, stderr) of one setup's process; (None, stderr) when it ran past `timeout`, after its
+    process group was killed (the private Ray it started shares the driver's fate: Ray's processes
+    die with it)."""
+    import signal
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+        return None, stderr
 
 
 def argparse_hidden() -> str:

@@ -15,13 +15,16 @@ STATUS_KEY = "status"                # running / diverged, as the trial itself r
 FINAL_KEY = "final"                  # matnet.train: this evaluation is the run's last
 ERROR_KEY = "error"                  # the first line of why a trial diverged
 TRAIN_CALL_KEY = "train_call_s"      # seconds inside matnet.train so far (search.bench's training share)
+REPORT_TIME_KEY = "report_s"         # ... of which handing earlier results and checkpoints to Tune
+SETUP_TIME_KEY = "trial_setup_s"     # seconds of the trial's call before matnet.train started
 NODE_KEY = "ray_node_id"             # the Ray node that ran the report
 KL_PER_LAYER = "val_kl_per_layer"    # matnet.train's list of per-layer KLs ...
 KL_PREFIX = "val_kl_"                # ... reported flat: val_kl_0, val_kl_1, ... (Tune keeps scalars)
 LINEAGE_KEY = "exploited"            # PBT: this report is the first after cloning another trial's checkpoint
 
 # Result keys worth keeping in the ledger besides the metric (what a table or the export shows).
-KEPT_KEYS = (STEP_KEY, "epoch", ITERATION_KEY, FINAL_KEY, STATUS_KEY, "train_seconds", TRAIN_CALL_KEY, NODE_KEY,
+KEPT_KEYS = (STEP_KEY, "epoch", ITERATION_KEY, FINAL_KEY, STATUS_KEY, "train_seconds", TRAIN_CALL_KEY,
+             REPORT_TIME_KEY, SETUP_TIME_KEY, NODE_KEY,
              "gpu_ids", "device", ERROR_KEY)
 
 

@@ -14,6 +14,8 @@ trusts, at most seconds old.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from typing import Any, Optional
 
@@ -25,6 +27,18 @@ from ..store.keys import LINEAGE_KEY
 from ..store.ledger import TrialRecord, append_records, error_line, read_records, write_records
 from ..store.outcome import Outcome
 from ..store.provenance import sign, stamps
+
+
+def known_stamps(folder: SearchFolder, known: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of the state files already known, in a local folder; a vanished one is left out."""
+    out = {}
+    for name in known:
+        try:
+            st = os.stat(folder.file(name))
+        except FileNotFoundError:
+            continue
+        out[name] = (st.st_mtime_ns, st.st_size)
+    return out
 
 logger = logging.getLogger(__name__)
 
@@ -124,24 +138,37 @@ class TrialLedger(Callback):
 
 class StateSigner(Callback):
     URI_EVERY_S = 10.0
+    # How often a local folder is listed for state files Tune may have added. Between listings only
+    # the files already known are looked at: a listing is one entry per trial (O(N) at every step of
+    # Tune's loop, which made signing grow with the number of trials), a stat is one per state file.
+    # Tune writes its state files together, so a new file comes with a change to a known one, which
+    # signs (and lists) at once.
+    RELIST_EVERY_S = 5.0
 
     def __init__(self, folder: SearchFolder):
         self.folder = folder
         self._seen: dict[str, tuple[int, int]] = {}
         self._looked_at = 0.0
+        self._listed_at = -math.inf
 
     def get_state(self) -> None:
         return None  # stateless: the signatures are in the folder
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if storage.is_uri(self.folder.path) and time.monotonic() - self._looked_at < self.URI_EVERY_S:
+        uri = storage.is_uri(self.folder.path)
+        if uri and time.monotonic() - self._looked_at < self.URI_EVERY_S:
             return
         self._looked_at = time.monotonic()
         try:
-            now = stamps(self.folder)
+            if uri or not self._seen or self._looked_at - self._listed_at >= self.RELIST_EVERY_S:
+                now = stamps(self.folder)
+                self._listed_at = self._looked_at
+            else:
+                now = known_stamps(self.folder, self._seen)
             if now != self._seen:
                 sign(self.folder)
-                self._seen = now
+                self._seen = stamps(self.folder)
+                self._listed_at = time.monotonic()
         except OSError as e:  # a storage hiccup: the next step signs
             logger.warning("Tune's state not signed (%s): %s", self.folder.path, e)
 

@@ -34,7 +34,8 @@ from typing import Any
 
 from matnet.folders import RUN_CHECKPOINT, RUN_METRICS
 
-from ..store.keys import ERROR_KEY, KL_PER_LAYER, LINEAGE_KEY, NODE_KEY, STATUS_KEY, TRAIN_CALL_KEY, kl_key
+from ..store.keys import (ERROR_KEY, KL_PER_LAYER, LINEAGE_KEY, NODE_KEY, REPORT_TIME_KEY, SETUP_TIME_KEY, STATUS_KEY,
+                          TRAIN_CALL_KEY, kl_key)
 from ..store.outcome import Outcome
 
 # matnet.train's files beside the checkpoint that travel inside every reported checkpoint.
@@ -100,6 +101,7 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     them into a matnet Config."""
     import logging
 
+    entered = time.monotonic()
     import torch
     from ray import tune
 
@@ -113,12 +115,12 @@ def run_trial(config: dict[str, Any], space: Any) -> None:
     trial_id = tune.get_context().get_trial_id()
     run_dir = Path(tempfile.mkdtemp(prefix=f"matnet-trial-{trial_id}-")) / "run"
     try:
-        _train_trial(config, space, cfg, trial_id, run_dir)
+        _train_trial(config, space, cfg, trial_id, run_dir, entered)
     finally:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
 
 
-def _train_trial(config: dict[str, Any], space: Any, cfg: Any, trial_id: str, run_dir: Path) -> None:
+def _train_trial(config: dict[str, Any], space: Any, cfg: Any, trial_id: str, run_dir: Path, entered: float) -> None:
     import ray
     from ray import tune
 
@@ -130,7 +132,7 @@ def _train_trial(config: dict[str, Any], space: Any, cfg: Any, trial_id: str, ru
     exploited = restore_checkpoint(run_dir, trial_id)
 
     # Time inside train() except the time spent handing results and checkpoints to Tune: the
-    # part of a trial slot that does useful work (search.bench reports it).
+    # part of a trial slot that does useful work (search.bench reports it, and where the rest went).
     clock = {"start": time.monotonic(), "in_report": 0.0}
     # Which Ray node ran this (part of the) trial: node_ip alone cannot tell apart nodes that share a
     # host; logged as a tag of the trial's MLflow run.
@@ -146,6 +148,8 @@ def _train_trial(config: dict[str, Any], space: Any, cfg: Any, trial_id: str, ru
         flat = flat_metrics(metrics)
         flat[STATUS_KEY] = str(Outcome.RUNNING)
         flat[TRAIN_CALL_KEY] = t0 - clock["start"] - clock["in_report"]
+        flat[REPORT_TIME_KEY] = clock["in_report"]
+        flat[SETUP_TIME_KEY] = clock["start"] - entered
         flat[NODE_KEY] = node_id
         flat["gpu_ids"], flat["device"] = gpu_ids, device  # the GPUs Ray gave this trial, the device it used
         if exploited is not None:  # the first result since this trial went on from another's checkpoint
