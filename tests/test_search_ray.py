@@ -319,6 +319,12 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     r = subprocess.run(cmd[:-2] + ["--resume"], cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True,
                        timeout=400)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    # Only the platform's own lines: not Tune's configuration box and TensorBoard hint, and in a log (no
+    # terminal) no progress bar of the export's Ray task, whose every redraw would be a line.
+    printed = out + r.stdout + r.stderr
+    assert "TensorBoard" not in printed and "Configuration for experiment" not in printed
+    assert "IWAE k=" not in printed, printed[-3000:]
+    assert "WARNING" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]  # the resumed run is a correct one
 
     client, parents2, kids2 = mlflow_runs(uri)
     assert len(parents2) == 1 and parents2[0].info.run_id == parents[0].info.run_id

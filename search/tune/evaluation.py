@@ -50,7 +50,8 @@ def evaluate_on_ray(best: str, export: Any, k: int, limit: int, device: str, dat
         torch.set_num_threads(max(1, int(cpus)))
         from ray.experimental.tqdm_ray import tqdm as ray_tqdm
         with storage.local_copy(best) as local:
-            return evaluate_best(local, export, k, limit, device, data_dir, progress=bar, make_bar=ray_tqdm)
+            return evaluate_best(local, export, k, limit, device, data_dir, progress=bar,
+                                 make_bar=ray_tqdm if bar else None)  # Ray's bar has no `disable`
 
     print(f"export: IWAE bound (k={k}) of the best checkpoint on {limit or 'all'} {export.split} images, "
           f"{cpus:g} CPUs" + (f" + {resources.gpu:g} GPU" if resources.gpu else ""), flush=True)

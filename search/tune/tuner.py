@@ -3,6 +3,7 @@ strategy's search algorithm and scheduler, the search's callbacks, and Tune's ch
 settings. A resumed search gets its Tuner back from Tune's own saved state instead."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..space import Space
@@ -18,6 +19,13 @@ def trainable(space: Space):
                                {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
+def quiet_tune_output() -> None:
+    """Tune's output engine prints its configuration box, the results folder and a TensorBoard hint at
+    every fit, whatever `verbose` says; its legacy engine (RAY_AIR_NEW_OUTPUT=0, a public switch) at
+    verbose=0 prints nothing. The platform prints its own lines (progress.py)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
 def new_tuner(space: Space, strategy: Any, search_alg: Any, storage: str, name: str, callbacks: list[Any],
               num_samples: int, max_concurrent: int, stop: Any = None, replay: Any = None):
     """The search's Tuner. `search_alg` is the strategy's (or one a benchmark gives in its place);
@@ -26,6 +34,7 @@ def new_tuner(space: Space, strategy: Any, search_alg: Any, storage: str, name: 
     driver scale: search/bench/replay.py)."""
     from ray import tune
     from ray.tune.search import Searcher
+    quiet_tune_output()
     experiment = space.settings.experiment
     # Tune limits concurrency through a Searcher; a variant generator (PBT's) limits it itself.
     concurrent = (max_concurrent or None) if isinstance(search_alg, Searcher) else None
@@ -49,4 +58,5 @@ def restored_tuner(folder: SearchFolder, space: Space, replay: Any = None):
     callbacks go on where they stopped): finished trials are not run again, unfinished ones continue
     from their last checkpoint. Tune unpickles that state: search.run checks its provenance first."""
     from ray import tune
+    quiet_tune_output()
     return tune.Tuner.restore(folder.path, replay or trainable(space), resume_unfinished=True, resume_errored=False)
