@@ -4,16 +4,13 @@ recorded learning curves (surrogate.py), in an event loop with a simulated clock
 no Ray actors. The field's way to compare strategies at budgets real trials cannot afford (Syne
 Tune's simulator back-end; Eggensperger et al. 2021, HPOBench; Klein et al. 2020, LCBench).
 
-One simulated run does what Tune's controller does (ray.tune.execution.tune_controller):
-- a free worker asks the searcher for a configuration (`suggest`), and the scheduler learns of the
-  trial (`on_trial_add`); the time the strategy took to decide is added to the clock;
-- each report arrives at its simulated time (its recorded-like seconds after the previous one): the
-  scheduler decides first (`on_trial_result`: continue or stop), and only a trial that goes on is
-  shown to the searcher (`on_trial_result`);
-- a trial that trained its budget, was stopped, or diverged ends: scheduler, then searcher
-  (`on_trial_complete` with its last result), and its worker takes the next configuration;
-- compute is counted in training steps (as search.bench compare counts it): when the trials together
-  have trained the budget, the run ends.
+One simulated run does what Tune's controller does (ray.tune.execution.tune_controller): a free
+worker asks the searcher for a configuration (`suggest`; the scheduler's `on_trial_add`), the
+strategy's decision time added to the clock; each report arrives at its simulated time and the
+scheduler decides first (continue or stop), the searcher sees only a trial that goes on; a trial that
+trained its budget, was stopped or diverged ends (scheduler, then searcher: `on_trial_complete`) and
+its worker takes the next configuration. Compute is counted in training steps (as search.bench
+compare counts it): when the trials together have trained the budget, the run ends.
 """
 from __future__ import annotations
 
@@ -32,8 +29,8 @@ from ..store.outcome import Outcome, classify
 
 @dataclass(eq=False)
 class SimTrial:
-    """What Tune's schedulers read of a trial. Hashable by identity, as Tune's trials are (schedulers
-    keep sets and dicts of them: the median stopping rule, Hyperband's brackets)."""
+    """What Tune's schedulers read of a trial; hashable by identity, as Tune's trials are (schedulers keep
+    sets and dicts of them)."""
     trial_id: str
     config: dict[str, Any]
     reports: list[Any]
@@ -44,7 +41,6 @@ class SimTrial:
 
 class _Controller:
     """The part of Tune's controller a scheduler may ask about (PBT would ask for more: not simulable)."""
-
     def __init__(self):
         self.trials: list[SimTrial] = []
 
@@ -100,10 +96,7 @@ def simulate(model: Any, space: Any, strategy_name: str, seed: int, budget_steps
     controller = _Controller()
     run = SimRun(strategy_name, seed, budget_steps)
     events: list[tuple[float, int, SimTrial]] = []
-    order = 0
-    spent = 0
-    best: Optional[float] = None
-    finished_suggesting = False
+    order, spent, best, finished_suggesting = 0, 0, None, False
 
     def start(now: float) -> None:
         nonlocal order, finished_suggesting
