@@ -122,6 +122,11 @@ def check(words: list[str], monkeypatch) -> None:
         parse_python(words, monkeypatch)
     elif name in ("ray", "mlflow"):
         parse_click(words, monkeypatch)
+    elif name == "bash" and words[1:2] == ["scripts/gpu_check.sh"]:
+        # The wrapper passes its arguments on to scripts/gpu_check.py after its own (see the script).
+        assert "scripts/gpu_check.py" in (ROOT / "scripts" / "gpu_check.sh").read_text()
+        parse_python(["python", "scripts/gpu_check.py", "--out", "out", "--data-dir", "data", "--budget-minutes", "8",
+                      "--device", "cuda", *words[2:]], monkeypatch)
     elif words[0] == "./scripts/setup.sh":
         assert (ROOT / "scripts" / "setup.sh").stat().st_mode & 0o111
     elif name == "pip":
