@@ -76,7 +76,7 @@ CASES = [
     (["search.bench", "compare", QUICKSTART, "--budget", "0"], "must be at least 1"),
     (["search.bench", "compare", QUICKSTART, "--budget", "10", "--strategies", "grid"], "--strategies"),
     (["search.bench", "compare", QUICKSTART, "--budget", "10", "--json", "no/such/x.json"], "does not exist"),
-    (["search.bench", "--trials", "0"], "at least 1"),
+    (["search.bench", "--trials", "0"], "argument --trials: must be an integer >= 1"),
 ]
 
 
