@@ -51,14 +51,7 @@ def runs_table(search: Path, tracking_uri: str, out: Path) -> Path:
         if parents:
             parent = parents[0].info.run_id
             browser.wait_for(f"!!document.querySelector(\"{link(parent)}\")", what="the search's parent run")
-            browser.evaluate(f"""(() => {{
-                let cell = document.querySelector("{link(parent)}");
-                for (let i = 0; i < 4 && cell; i++) {{
-                    cell = cell.parentElement;
-                    const button = cell && cell.querySelector("button");
-                    if (button) {{ button.click(); return true; }}
-                }}
-                return false; }})()""")
+            browser.click_button_beside(link(parent))  # the expander: the search's trials under it
         browser.wait_for("document.querySelectorAll(\"a[href*='/runs/']\").length > 3", what="the trials' runs")
         # MLflow 3.17 opens its assistant's side panel: closed, the table gets the width.
         browser.evaluate("""(() => {

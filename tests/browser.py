@@ -129,6 +129,18 @@ class Browser:
                                    f"{text[:2000]}")
             time.sleep(0.5)
 
+    def click_button_beside(self, selector: str, levels: int = 4) -> bool:
+        """Click the first button found walking up from the element `selector` matches (at most `levels`
+        parents): the expander of a row in MLflow's runs table, beside the run's link. Whether one was."""
+        return bool(self.evaluate(f"""(() => {{
+            let cell = document.querySelector({json.dumps(selector)});
+            for (let i = 0; i < {levels} && cell; i++) {{
+                cell = cell.parentElement;
+                const button = cell && cell.querySelector("button");
+                if (button) {{ button.click(); return true; }}
+            }}
+            return false; }})()"""))
+
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))

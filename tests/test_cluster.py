@@ -218,14 +218,7 @@ def test_the_mlflow_ui_shows_the_search_at_the_url_it_printed(job, tmp_path):
         browser.wait_for(f"!!document.querySelector(\"{link(parents[0].info.run_id)}\")", what="the parent run")
         assert "Runs" in browser.evaluate("document.body.innerText")
         # The expander beside the parent's name shows its children.
-        clicked = browser.evaluate(f"""(() => {{
-            let cell = document.querySelector("{link(parents[0].info.run_id)}");
-            for (let i = 0; i < 4 && cell; i++) {{
-                cell = cell.parentElement;
-                const button = cell && cell.querySelector("button");
-                if (button) {{ button.click(); return true; }}
-            }}
-            return false; }})()""")
+        clicked = browser.click_button_beside(link(parents[0].info.run_id))
         assert clicked, "no expander beside the parent run"
         browser.wait_for(" && ".join(f"!!document.querySelector(\"{link(k.info.run_id)}\")" for k in kids),
                          what="the child runs")
