@@ -100,7 +100,7 @@ def test_the_scale_benchmark_reports_what_it_measured(tmp_path):
 
 
 def test_a_later_scale_run_keeps_the_rows_it_does_not_measure_again(tmp_path):
-    from search.bench.scale import previous_rows
+    from search.bench.scale_rows import previous_rows
     from search.store.errors import RunError
     path = tmp_path / "scale.json"
     rows = [{"setup": s, "trials": n, "concurrent": 16} for s in ("plain", "platform") for n in (10, 100)]

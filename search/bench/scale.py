@@ -18,7 +18,8 @@ side, each in a process of its own:
 
 Reported: wall time against the ideal (N x trial length / C), the driver's CPU seconds per trial,
 its peak memory, results per second, where the driver's time went (suggest/tell, MLflow, ledger,
-signing, export; Tune is the rest), and the size of the search folder.
+signing, export; Tune is the rest), the CPU of the tracking writer (the process that makes the MLflow
+requests: search/tracking/writer.py), and the size of the search folder. Rows: scale_rows.py.
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 SETUPS = ("platform", "platform-pg", "plain", "stock")
 CURVES = Path(__file__).resolve().parents[2] / "docs" / "curves-compare.json"
+WRITER = "mlflow writer (own process)"  # CPU seconds of the tracking writer, not part of the driver's
 
 
 def _space(workdir: Path, n: int, c: int, strategy: str = "tpe") -> Any:
@@ -86,15 +87,25 @@ class Timer:
 
 def _instrument() -> Timer:
     from ..tracking.callback import MlflowCallback
+    from ..tracking.writer import TrackingWriter
     from ..tune import searcher
     from ..tune.callbacks import StateSigner, TrialLedger
     timer = Timer()
     hooks = ["on_trial_start", "on_trial_result", "on_trial_complete", "on_step_end", "on_experiment_end",
              "on_checkpoint", "on_trial_error"]
     timer.wrap("suggest/tell", searcher.OptunaSearcher, ["suggest", "on_trial_result", "on_trial_complete"])
-    timer.wrap("mlflow", MlflowCallback, [h for h in hooks if hasattr(MlflowCallback, h)])
+    # on_experiment_end waits for the tracking writer (its own process): its CPU is counted instead.
+    timer.wrap("mlflow", MlflowCallback, [h for h in hooks if hasattr(MlflowCallback, h) and h != "on_experiment_end"])
     timer.wrap("ledger", TrialLedger, [h for h in hooks if hasattr(TrialLedger, h)])
     timer.wrap("signing", StateSigner, ["on_step_end", "on_experiment_end"])
+    timer.seconds[WRITER] = 0.0
+    original_close = TrackingWriter.close
+
+    def close(writer: TrackingWriter) -> None:  # the writer's CPU, not the driver's: reported beside it
+        original_close(writer)
+        timer.seconds[WRITER] += writer.cpu_seconds
+        writer.cpu_seconds = 0.0
+    TrackingWriter.close = close
     return timer
 
 
@@ -157,7 +168,7 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path) -> 
     driver_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     parts = {k: round(v, 2) for k, v in timer.seconds.items()}
     parts["tune (rest of the driver's CPU)"] = round(max(0.0, driver_cpu - sum(v for k, v in timer.seconds.items()
-                                                                             if k != "export")), 2)
+                                                                             if k not in ("export", WRITER))), 2)
     figures.update(wall_s=round(fit_s, 2), wall_over_ideal=round(fit_s / figures["ideal_s"], 3),
                    driver_cpu_s=round(driver_cpu, 2), driver_cpu_ms_per_trial=round(1000 * driver_cpu / n, 1),
                    peak_driver_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -203,6 +214,8 @@ def _size(path: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
+    import argparse
+
     from matnet.cli import ArgumentParser, at_least, positive_number
 
     from ..store.errors import RunError
@@ -214,7 +227,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--trial-seconds", type=positive_number, default=1.5, help="a trial's length (default 1.5)")
     p.add_argument("--timeout", type=at_least(1), default=3600, help="seconds per setup (default 3600)")
     p.add_argument("--json", help="write every setup's figures as JSON")
-    p.add_argument("--one", help=argparse_hidden(), default=None)
+    p.add_argument("--one", help=argparse.SUPPRESS, default=None)
     args = p.parse_args(argv)
     try:
         trials = [int(x) for x in args.trials.split(",")]
@@ -231,12 +244,13 @@ def main(argv: list[str]) -> int:
             print("SCALE " + json.dumps(run_one(args.one, trials[0], concurrent[0], args.trial_seconds, Path(tmp))),
                   flush=True)
         return 0
+    from .scale_rows import previous_rows, print_row, run_setup
     rows = previous_rows(args.json, trials, concurrent, setups)
     for n in trials:
         for c in concurrent:
             for setup in setups:
                 print(f"scale: {setup}, {n} trials, {c} at once ...", flush=True)
-                stdout, stderr = _run_setup([sys.executable, "-m", "search.bench", "scale", "--one", setup, "--trials",
+                stdout, stderr = run_setup([sys.executable, "-m", "search.bench", "scale", "--one", setup, "--trials",
                                              str(n), "--concurrent", str(c), "--trial-seconds",
                                              str(args.trial_seconds)], args.timeout)
                 if stdout is None:
@@ -255,44 +269,3 @@ def main(argv: list[str]) -> int:
                     from matnet.outputs import write_text
                     write_text(args.json, json.dumps(rows, indent=1) + "\n")
     return 0
-
-
-def previous_rows(path: str | None, trials: list[int], concurrent: list[int], setups: list[str]) -> list[dict]:
-    """The rows an earlier run wrote to `path` that this run does not measure again: runs of different
-    sizes (e.g. N = 1,000 on its own, later) add up in one file."""
-    if not path or not Path(path).is_file():
-        return []
-    try:
-        rows = json.loads(Path(path).read_text())
-    except ValueError:
-        from ..store.errors import RunError
-        raise RunError(f"{path}: not a JSON file of search.bench scale; give another --json path") from None
-    return [r for r in rows if not (r["trials"] in trials and r["concurrent"] in concurrent and r["setup"] in setups)]
-
-
-def _run_setup(command: list[str], timeout: float) -> tuple[str | None, str]:
-    """(stdout, stderr) of one setup's process; (None, stderr) when it ran past `timeout`, after its
-    process group was killed (the private Ray it started shares the driver's fate: Ray's processes
-    die with it)."""
-    import signal
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        return proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        return None, stderr
-
-
-def argparse_hidden() -> str:
-    import argparse
-    return argparse.SUPPRESS
-
-
-def print_row(r: dict[str, Any]) -> None:
-    parts = ", ".join(f"{k} {v:.1f}s" for k, v in r["driver_seconds"].items())
-    print(f"  {r['setup']:<12} N={r['trials']:<5} C={r['concurrent']:<3} wall {r['wall_s']:.1f}s "
-          f"({r['wall_over_ideal']:.2f}x ideal {r['ideal_s']:.1f}s), driver {r['driver_cpu_ms_per_trial']:.0f} ms "
-          f"CPU/trial, {r['results_per_s']:.0f} results/s, peak {r['peak_driver_mb']:.0f} MB, folder "
-          f"{r['folder_mb']:.1f} MB; {parts}", flush=True)

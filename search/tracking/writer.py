@@ -1,0 +1,152 @@
+"""The tracking writer: a process of its own that makes every MLflow request of a search's trials
+(trial_runs.py), so that Tune's loop on the driver only hands it messages.
+
+Why a process: at 64 trials at once, the MLflow requests (a child run per trial, metric batches,
+ends) and the trials' figures (a model loaded, samples drawn, matplotlib) were about 60 % of the
+driver's CPU, and a thread would still hold the driver's interpreter lock for them
+(docs/benchmarks.md, the driver at scale). The driver's callback sends (name, args) messages, pickled,
+down the writer's stdin (a thread of the driver's feeds the pipe, so a slow tracking server never
+blocks Tune's loop); the writer applies them in order and logs results batched, at least every
+FLUSH_EVERY_S. It is `python -m search.tracking.writer`, not a multiprocessing child: those import
+the driver's main script again, which a user's own script need not guard.
+
+Nothing is lost: `close()` (the search's end, an interruption included) ends the stream and waits
+until the writer has applied everything in it. The writer runs in a session of its own, so Ctrl-C at
+the terminal reaches only the driver, which decides when to stop; a writer whose driver died sees its
+stdin end, writes what it has, and ends. What was written is what a resumed search reads back.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue as queues
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 1.0  # results wait at most this long before they are logged
+# What each message does, for the warning when MLflow refuses it.
+WHAT = {"start": "start the run of", "recover": "record the restart of", "result": "log a result of",
+        "exploit": "tag an exploitation of", "finish": "finish the run of"}
+
+
+class TrackingWriter:
+    """The driver's handle on the writer process (started on first use)."""
+
+    def __init__(self, tracking_uri: str, parent_run_id: str, space: Any, search_name: str, sample_images: int):
+        self._args = (tracking_uri, parent_run_id, space, search_name, sample_images)
+        self._process: subprocess.Popen | None = None
+        self._outbox: queues.SimpleQueue = queues.SimpleQueue()
+        self._feeder: threading.Thread | None = None
+        self._warned = False
+        self.cpu_seconds = 0.0  # the writer's CPU time, summed over the processes it ran as
+
+    def send(self, name: str, *args: Any) -> None:
+        if self._process is None:
+            self._start()
+        if self._process.poll() is not None:
+            if not self._warned:
+                logger.warning("MLflow: the tracking writer stopped (exit code %s); trials are no longer logged "
+                               "to MLflow. The search goes on; its results are in trials.json",
+                               self._process.returncode)
+                self._warned = True
+            return
+        self._outbox.put((name, args))
+
+    def _start(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # where the search package is, whatever the cwd
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self._process = subprocess.Popen([sys.executable, "-m", "search.tracking.writer"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, env=env, start_new_session=True)
+        self._outbox.put(("open", self._args))
+        self._feeder = threading.Thread(target=self._feed, name="mlflow-writer-feed", daemon=True)
+        self._feeder.start()
+
+    def _feed(self) -> None:
+        """Pickle what the callback sends down the writer's stdin, in order; None ends the stream."""
+        pipe = self._process.stdin
+        while True:
+            message = self._outbox.get()
+            try:
+                if message is None:
+                    pipe.close()
+                    return
+                pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                if self._outbox.empty():
+                    pipe.flush()
+            except (BrokenPipeError, OSError, pickle.PicklingError):
+                if message is None:
+                    return  # the writer is gone; send() says so
+
+    def close(self) -> None:
+        """Wait until everything sent has been written; the process ends."""
+        if self._process is None:
+            return
+        self._outbox.put(None)
+        self._feeder.join()
+        out = self._process.stdout.read()
+        self._process.wait()
+        self._process.stdout.close()
+        try:
+            self.cpu_seconds += float(out.decode().split()[-1])
+        except (IndexError, ValueError):
+            pass
+        self._process = self._feeder = None
+
+
+def serve() -> int:
+    """The writer's loop: apply each message from stdin to the trials' runs; flush results every
+    FLUSH_EVERY_S; at the end of the stream, write what waits and print this process's CPU seconds."""
+    inbox: queues.SimpleQueue = queues.SimpleQueue()
+
+    def read() -> None:  # a thread: the loop below flushes on time even while no message comes
+        while True:
+            try:
+                inbox.put(pickle.load(sys.stdin.buffer))
+            except (EOFError, OSError, pickle.UnpicklingError):
+                inbox.put(None)
+                return
+    threading.Thread(target=read, daemon=True).start()
+    runs, flushed = None, time.monotonic()
+    while True:
+        try:
+            message = inbox.get(timeout=FLUSH_EVERY_S)
+        except queues.Empty:
+            message = ("", ())
+        if message is None:
+            break
+        name, args = message
+        if name == "open":
+            runs = _open(*args)
+        elif name and runs is not None:
+            runs.safely(f"{WHAT[name]} trial {args[0]}", getattr(runs, name), *args)
+        if runs is not None and time.monotonic() - flushed >= FLUSH_EVERY_S:
+            runs.flush()
+            flushed = time.monotonic()
+    if runs is not None:
+        runs.flush()
+    cpu = os.times()
+    print(cpu.user + cpu.system, flush=True)
+    return 0
+
+
+def _open(tracking_uri: str, parent_run_id: str, space: Any, search_name: str, sample_images: int) -> Any:
+    """The trials' runs under the parent; None (and one warning) when MLflow cannot be reached."""
+    from .trial_runs import TrialRuns
+    try:
+        return TrialRuns(tracking_uri, parent_run_id, space, search_name, sample_images)
+    except Exception as e:  # noqa: BLE001 - the search goes on without MLflow; what is sent is read and dropped
+        logger.warning("MLflow: could not reach the search's runs at %s (%s); trials are not logged to MLflow. "
+                       "The search goes on; its results are in trials.json", tracking_uri,
+                       str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(serve())

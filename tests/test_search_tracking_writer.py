@@ -1,0 +1,82 @@
+"""The tracking writer (search/tracking/writer.py): the process that makes a search's MLflow requests
+for the Tune callback. What the callback hands it is all written by `close()`, in order, batched,
+never twice (also across a restart of the writer, as after an interrupted search), whatever Ctrl-C
+does to the process group; a tracking server it cannot reach costs a warning, not the search."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from search.space import load_space
+from search.tracking.runs import start_parent
+from search.tracking.writer import TrackingWriter
+from tests.helpers import write_space
+
+METRIC = "val_elbo_nats"
+
+
+def metrics(it: int, value: float) -> list[Metric]:
+    ts = int(time.time() * 1000)
+    return [Metric(METRIC, value, ts, 10 * it), Metric("training_iteration", float(it), ts, 10 * it)]
+
+
+def child_runs(uri: str, parent: str) -> dict[str, object]:
+    client = MlflowClient(uri)
+    experiment = client.get_run(parent).info.experiment_id
+    return {r.data.tags["trial_id"]: r for r in client.search_runs(
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")}
+
+
+def test_everything_sent_is_written_once_by_close_also_across_a_restart_and_out_of_reach_of_ctrl_c(tmp_path: Path):
+    space = load_space(write_space(tmp_path, "writer", n=2, steps=40, mlflow={"sample_images": 0}))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = start_parent(uri, "writer", "writer", params={}, tags={})
+    drawn = space.valid_samples(1, 0)[0]
+
+    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer.send("start", "t1", drawn)
+    for it in (1, 2, 3):
+        writer.send("result", "t1", drawn, it, metrics(it, 200.0 - it))
+    writer.send("result", "t1", drawn, 2, metrics(2, 999.0))  # a restarted trial reports iteration 2 again
+    # Ctrl-C at a terminal goes to the foreground process group: the writer is not in it.
+    assert os.getpgid(writer._process.pid) != os.getpgid(0)
+    writer.close()
+    assert writer.cpu_seconds > 0
+
+    client = MlflowClient(uri)
+    run = child_runs(uri, parent)["t1"]
+    assert run.info.status == "RUNNING" and {k: run.data.params[k] for k in drawn} == {k: str(v) for k, v in drawn.items()}
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, METRIC)] == [
+        (10, 199.0), (20, 198.0), (30, 197.0)]
+
+    # A resumed search: a new writer finds the trial's run again and knows what it holds.
+    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer.send("start", "t1", drawn)
+    for it in (3, 4):
+        writer.send("result", "t1", drawn, it, metrics(it, 200.0 - it))
+    writer.send("finish", "t1", drawn, "completed", metrics(4, 196.0)[:1], {"status": "completed"}, None, {}, "t1")
+    writer.close()
+    runs = child_runs(uri, parent)
+    assert list(runs) == ["t1"] and runs["t1"].info.status == "FINISHED"
+    assert runs["t1"].data.tags["status"] == "completed"
+    assert [m.step for m in client.get_metric_history(runs["t1"].info.run_id, "training_iteration")] == [10, 20, 30, 40]
+
+
+def test_a_tracking_server_it_cannot_reach_costs_one_warning_and_close_returns(tmp_path: Path, capfd):
+    space = load_space(write_space(tmp_path, "writer", n=2, steps=40, mlflow={"sample_images": 0}))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    start_parent(uri, "writer", "writer", params={}, tags={})
+    writer = TrackingWriter(uri, "0" * 32, space, "writer", 0)  # no such parent run
+    writer.send("start", "t1", {})
+    writer.send("result", "t1", {}, 1, metrics(1, 1.0))
+    started = time.monotonic()
+    writer.close()
+    assert time.monotonic() - started < 60
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "MLflow" in line]
+    assert len(lines) == 1 and "could not reach the search's runs" in lines[0], err
+    assert "Traceback" not in err
