@@ -80,3 +80,32 @@ def test_a_tracking_server_it_cannot_reach_costs_one_warning_and_close_returns(t
     lines = [line for line in err.splitlines() if "MLflow" in line]
     assert len(lines) == 1 and "could not reach the search's runs" in lines[0], err
     assert "Traceback" not in err
+
+
+class FailsToLoad:
+    """Pickles fine on the driver; loading it in the writer raises (int('not a number'))."""
+    def __reduce__(self):
+        return int, ("not a number",)
+
+
+def test_a_message_that_cannot_be_pickled_or_read_back_costs_one_warning_and_only_itself(tmp_path: Path, capfd,
+                                                                                          caplog):
+    space = load_space(write_space(tmp_path, "writer", n=2, steps=40, mlflow={"sample_images": 0}))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = start_parent(uri, "writer", "writer", params={}, tags={})
+    drawn = space.valid_samples(1, 0)[0]
+    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer.send("start", "t1", drawn)
+    writer.send("result", "t1", drawn, 1, metrics(1, 199.0))
+    writer.send("result", "t1", drawn, 2, [lambda: None])   # cannot be pickled: dropped on the driver
+    writer.send("result", "t1", drawn, 3, [FailsToLoad()])  # cannot be read back: dropped by the writer
+    writer.send("result", "t1", drawn, 4, metrics(4, 196.0))
+    writer.close()
+    err = capfd.readouterr().err
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # the driver's side
+    assert len(said) == 1 and "could not log a result of trial t1: it cannot be pickled" in said[0], said
+    assert "could not read a message (invalid literal for int()" in err, err
+    assert "Traceback" not in err
+    run = child_runs(uri, parent)["t1"]
+    assert [(m.step, m.value) for m in MlflowClient(uri).get_metric_history(run.info.run_id, METRIC)] == [
+        (10, 199.0), (40, 196.0)]

@@ -7,7 +7,11 @@ driver's CPU, and a thread would still hold the driver's interpreter lock for th
 (docs/benchmarks.md, the driver at scale). The driver's callback sends (name, args) messages, pickled,
 down the writer's stdin (a thread of the driver's feeds the pipe, so a slow tracking server never
 blocks Tune's loop); the writer applies them in order and logs results batched, at least every
-FLUSH_EVERY_S. It is `python -m search.tracking.writer`, not a multiprocessing child: those import
+FLUSH_EVERY_S. Each message travels as a frame (its length, then its pickle): the writer's reading
+thread only cuts frames, and its main thread alone unpickles them, because unpickling imports (an
+mlflow Metric imports mlflow) and two threads importing mlflow at once can deadlock on its import
+cycles (seen: "deadlock detected by _ModuleLock('mlflow.protos.databricks_pb2')"). A message that
+cannot be pickled, or read back, costs a warning and only that message. It is `python -m search.tracking.writer`, not a multiprocessing child: those import
 the driver's main script again, which a user's own script need not guard.
 
 Nothing is lost: `close()` (the search's end, an interruption included) ends the stream and waits
@@ -21,6 +25,7 @@ import logging
 import os
 import pickle
 import queue as queues
+import struct
 import subprocess
 import sys
 import threading
@@ -31,6 +36,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 1.0  # results wait at most this long before they are logged
+FRAME = struct.Struct("<Q")  # a message's length in bytes, before its pickle
 # What each message does, for the warning when MLflow refuses it.
 WHAT = {"start": "start the run of", "recover": "record the restart of", "result": "log a result of",
         "exploit": "tag an exploitation of", "finish": "finish the run of"}
@@ -69,20 +75,28 @@ class TrackingWriter:
         self._feeder.start()
 
     def _feed(self) -> None:
-        """Pickle what the callback sends down the writer's stdin, in order; None ends the stream."""
+        """Pickle what the callback sends down the writer's stdin, in order, one frame each; None ends
+        the stream. A message is pickled whole before any byte of it is written: one that cannot be
+        pickled is dropped (with a warning) and never leaves half a frame in the pipe."""
         pipe = self._process.stdin
-        while True:
-            message = self._outbox.get()
-            try:
-                if message is None:
-                    pipe.close()
-                    return
-                pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            while (message := self._outbox.get()) is not None:
+                try:
+                    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as e:  # noqa: BLE001 - what the callback sent; the others still go
+                    logger.warning("MLflow: could not %s: it cannot be pickled for the tracking writer (%s)",
+                                   _what(message), str(e).splitlines()[0] if str(e) else type(e).__name__)
+                    continue
+                pipe.write(FRAME.pack(len(data)) + data)
                 if self._outbox.empty():
                     pipe.flush()
-            except (BrokenPipeError, OSError, pickle.PicklingError):
-                if message is None:
-                    return  # the writer is gone; send() says so
+        except OSError:
+            return  # the writer is gone (a broken pipe): send() says so
+        finally:
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Wait until everything sent has been written; the process ends."""
@@ -104,14 +118,19 @@ def serve() -> int:
     """The writer's loop: apply each message from stdin to the trials' runs; flush results every
     FLUSH_EVERY_S; at the end of the stream, write what waits and print this process's CPU seconds."""
     inbox: queues.SimpleQueue = queues.SimpleQueue()
+    stream = sys.stdin.buffer
 
     def read() -> None:  # a thread: the loop below flushes on time even while no message comes
-        while True:
-            try:
-                inbox.put(pickle.load(sys.stdin.buffer))
-            except (EOFError, OSError, pickle.UnpicklingError):
-                inbox.put(None)
-                return
+        try:
+            while len(head := stream.read(FRAME.size)) == FRAME.size:
+                (size,) = FRAME.unpack(head)
+                data = stream.read(size)
+                if len(data) != size:
+                    break
+                inbox.put(data)
+        except OSError:
+            pass
+        inbox.put(None)  # the end of the stream, a cut one included: write what waits and end
     threading.Thread(target=read, daemon=True).start()
     runs, flushed = None, time.monotonic()
     while True:
@@ -121,6 +140,13 @@ def serve() -> int:
             message = ("", ())
         if message is None:
             break
+        if isinstance(message, bytes):
+            try:
+                message = pickle.loads(message)
+            except Exception as e:  # noqa: BLE001 - one message lost, not the others
+                logger.warning("MLflow: the tracking writer could not read a message (%s); it is not logged",
+                               str(e).splitlines()[0] if str(e) else type(e).__name__)
+                message = ("", ())
         name, args = message
         if name == "open":
             runs = _open(*args)
@@ -146,6 +172,12 @@ def _open(tracking_uri: str, parent_run_id: str, space: Any, search_name: str, s
                        "The search goes on; its results are in trials.json", tracking_uri,
                        str(e).splitlines()[0] if str(e) else type(e).__name__)
         return None
+
+
+def _what(message: tuple) -> str:
+    """`log a result of trial t1`, for a warning."""
+    name, args = message
+    return f"{WHAT.get(name, name)} trial {args[0]}" if name in WHAT and args else f"send {name!r}"
 
 
 if __name__ == "__main__":
