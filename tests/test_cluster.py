@@ -139,7 +139,8 @@ def job(tmp_path_factory, tracking):
                             "--storage", str(root / "shared"), "--shared-storage", "--tracking-uri", uri,
                             "--optuna-storage", optuna_url(db, password=False))
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-        deadline, status = time.monotonic() + 900, {}
+        # below pytest-timeout's 900 s, so a hung search fails here with its logs instead of silently
+        deadline, status = time.monotonic() + 600, {}
         while time.monotonic() < deadline:
             status = job_api(cluster, "/api/jobs/two-nodes")
             if status["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
@@ -330,9 +331,13 @@ def test_the_docs_walkthrough_runs_as_written_on_two_nodes_of_this_machine(tmp_p
         command = [sys.executable, *words[words.index("-m"):]]
         # `--address auto` finds the head through RAY_ADDRESS here: the nodes keep their files in a
         # temporary folder of their own, not /tmp/ray, where `auto` looks otherwise
-        r = subprocess.run(command, cwd=ROOT, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, capture_output=True,
-                           text=True,
-                           timeout=900)
+        try:  # below pytest-timeout's 900 s, so a hung search fails with what it printed
+            r = subprocess.run(command, cwd=ROOT, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
+                               capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired as e:
+            printed = "".join(o.decode(errors="replace") if isinstance(o, bytes) else o
+                              for o in (e.stdout, e.stderr) if o)
+            pytest.fail(f"the walkthrough's search did not end in 600 s; it printed:\n{printed[-5000:]}")
         assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
         records = json.loads((shared / "ray_results" / "walk" / "trials.json").read_text())["trials"]
         assert len(records) == 2 and all(rec["outcome"] == "completed" for rec in records.values())
