@@ -7,6 +7,7 @@ space. Unknown keys are errors, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import typing
@@ -177,23 +178,34 @@ class Config:
 
     def override(self, key: str, value: Any) -> "Config":
         """A copy with one dotted key (`train.lr`, `model.meta_modules`) replaced."""
-        key_type(key)  # an unknown key is an error that lists the known ones
-        d = self.to_dict()
-        *sections, name = key.split(".")
-        node = d
-        for part in sections:
-            node = node[part]
-        node[name] = value
-        return Config.from_dict(d)
+        return self.with_overrides({key: value})
 
     def with_overrides(self, overrides: dict[str, Any]) -> "Config":
-        cfg = self
-        for k, v in overrides.items():
-            cfg = cfg.override(k, v)
-        return cfg
+        """A copy with dotted keys replaced, in order, and checked once: a search builds a config from
+        dozens of them per trial, and rebuilding the whole config per key was a tenth of the driver's time."""
+        if not overrides:
+            return self
+        d = self.to_dict()
+        for key, value in overrides.items():
+            key_type(key)  # an unknown key is an error that lists the known ones
+            *sections, name = key.split(".")
+            node = d
+            for part in sections:
+                if dataclasses.is_dataclass(node[part]):  # a whole section given as settings by an earlier key
+                    node[part] = dataclasses.asdict(node[part])
+                node = node[part]
+            node[name] = value
+        return Config.from_dict(d)
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
+
+
+@functools.cache
+def _hints(tp: type) -> dict[str, Any]:
+    """The resolved field types of a settings dataclass (typing resolves the annotations' strings
+    anew at every call: a config is rebuilt for every trial a search suggests)."""
+    return typing.get_type_hints(tp)
 
 
 def key_type(key: str) -> Any:
@@ -207,7 +219,7 @@ def key_type(key: str) -> Any:
             prefix = ".".join(parts[:i])
             known = ", ".join(f"{prefix}.{n}" if prefix else n for n in names)
             raise ConfigError(f"unknown config key '{key}'; known keys: {known}")
-        tp = typing.get_type_hints(tp)[part]
+        tp = _hints(tp)[part]
         if i < len(parts) - 1 and not dataclasses.is_dataclass(tp):
             raise ConfigError(f"unknown config key '{key}': '{'.'.join(parts[:i + 1])}' is a setting, not a section")
     return tp
@@ -247,7 +259,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{where or '<root>'}' must be a mapping, got {value!r}")
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
         unknown = sorted(set(value) - names)
         if unknown:

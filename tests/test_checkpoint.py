@@ -111,3 +111,30 @@ def test_config_rejects_unknown_keys_and_bad_types():
     with pytest.raises(ConfigError, match="unknown config key 'model.meta_modules\\[0\\].depth'|unknown config key"):
         Config.from_dict({"model": {"meta_modules": [{"scale": 7, "width": 8, "modules": 1,
                                                       "latent_channels": 2, "depth": 1}]}})
+
+
+def test_many_overrides_give_the_config_that_one_at_a_time_gives(monkeypatch):
+    """with_overrides applies its keys in order to one copy and checks it once (a search builds a
+    config from dozens of keys per trial): the same config as overriding one key after another."""
+    from matnet import config as config_module
+    from matnet.presets import preset
+    overrides = {"train.lr": 3e-4, "model.top_latents": 8, "data.eval_limit": 20,
+                 "model.meta_modules": [{"scale": 14, "width": 16, "modules": 2, "latent_channels": 4}]}
+    one_at_a_time = preset("tiny")
+    for key, value in overrides.items():
+        one_at_a_time = one_at_a_time.override(key, value)
+    builds = []
+    original = config_module._build
+    monkeypatch.setattr(config_module, "_build", lambda tp, v, where: (builds.append(where) if tp is Config else None)
+                        or original(tp, v, where))
+    together = preset("tiny").with_overrides(overrides)
+    assert together == one_at_a_time and together.train.lr == 3e-4 and together.model.meta_modules[0].width == 16
+    assert builds == [""]  # the whole config was built once
+    # A whole section given as settings, then one of its keys: in order, as one at a time would.
+    section = preset("tiny").train
+    assert preset("tiny").with_overrides({"train": section, "train.lr": 1e-3}).train.lr == 1e-3
+    assert preset("tiny").with_overrides({}) == preset("tiny")
+    with pytest.raises(ConfigError, match="unknown config key 'train.epoch'"):
+        preset("tiny").with_overrides({"train.lr": 1e-3, "train.epoch": 3})
+    with pytest.raises(ConfigError, match="must be an integer"):
+        preset("tiny").with_overrides({"train.lr": 1e-3, "train.batch_size": "big"})

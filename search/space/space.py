@@ -53,7 +53,9 @@ class Space:
         return out
 
     def trial_config(self, params: dict[str, Any]) -> Config:
-        return self.base_config().with_overrides(self.overrides(params))
+        from matnet.presets import preset
+        # One rebuild for the base's keys and the trial's (the trial's win): this runs at every suggest.
+        return preset(self.settings.base).with_overrides({**self.base_overrides, **self.overrides(params)})
 
     def valid_trial_config(self, params: dict[str, Any]) -> Config:
         """The trial's config, validated as matnet.train validates it (matnet/validate.py): a config
