@@ -139,3 +139,50 @@ def test_a_local_folder_is_signed_at_every_save_without_listing_its_trials_at_ev
     signer._listed_at -= signer.RELIST_EVERY_S
     signer.on_step_end(102, [])
     verify(folder)                  # ... which signs it
+
+
+def test_signing_again_reads_only_the_state_files_that_changed(tmp_path, monkeypatch):
+    """Tune rewrites its snapshot at every save and leaves tuner.pkl alone: a re-sign reads only what
+    changed, and the signatures file still covers every state file."""
+    from search.store import provenance
+    tune_state(tmp_path / "s")
+    folder = SearchFolder(str(tmp_path / "s"))
+    read = []
+    digest = provenance._digest
+    monkeypatch.setattr(provenance, "_digest", lambda key, f, name: read.append(name) or digest(key, f, name))
+    signed = sign(folder)
+    assert sorted(read) == ["experiment_state-2026.json", "searcher-state-2026.pkl", "tuner.pkl"]
+    read.clear()
+    assert sign(folder, signed) == signed and read == []
+    (tmp_path / "s" / "experiment_state-2026.json").write_text(json.dumps({"trial_data": [1, 2, 3]}))
+    signed = sign(folder, signed)
+    assert read == ["experiment_state-2026.json"]
+    verify(folder)
+    assert set(json.loads((tmp_path / "s" / SIGNATURES).read_text())) == set(signed)
+
+
+def test_a_state_file_rewritten_while_it_is_signed_is_signed_again_at_the_next_step(tmp_path, monkeypatch):
+    """Tune's syncer copies its snapshot into the folder on a thread of its own, so a file can change
+    while the signer reads it. The stamp kept is the one from before the read: the signer sees the
+    file changed and signs it again, instead of keeping a signature of the older content."""
+    from search.store import provenance
+    from search.tune.callbacks import StateSigner
+    tune_state(tmp_path / "s")
+    folder = SearchFolder(str(tmp_path / "s"))
+    state = tmp_path / "s" / "experiment_state-2026.json"
+    digest = provenance._digest
+    rewrites = []
+
+    def read_then_rewritten(key, f, name):
+        out = digest(key, f, name)
+        if name == state.name and not rewrites:  # Tune's copy lands just after the signer read the file
+            rewrites.append(1)
+            state.write_text(json.dumps({"trial_data": ["a", "longer", "one"]}))
+        return out
+    monkeypatch.setattr(provenance, "_digest", read_then_rewritten)
+    signer = StateSigner(folder)
+    signer.on_step_end(0, [])
+    with pytest.raises(UntrustedStateError):
+        verify(folder)          # what was signed is not what lies there now ...
+    signer.on_step_end(1, [])
+    verify(folder)              # ... and the next step signed it again

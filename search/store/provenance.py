@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from matnet.folders import is_tune_state
 
@@ -28,6 +28,7 @@ from .errors import UntrustedStateError
 from .folder import SearchFolder
 
 SIGNATURES = "state-signatures.json"
+Signed = dict[str, tuple[tuple[int, int], str]]  # state file -> ((mtime ns, size), signature)
 KEY_ENV = "MATNET_STATE_KEY_FILE"
 
 
@@ -57,11 +58,19 @@ def _digest(key: bytes, folder: SearchFolder, name: str) -> str:
     return mac.hexdigest()
 
 
-def sign(folder: SearchFolder) -> None:
-    """Sign Tune's state files as they are now."""
+def sign(folder: SearchFolder, known: Optional[Signed] = None) -> Signed:
+    """Sign Tune's state files as they are now; what was signed, by name: (stamp, signature). A file
+    whose stamp is the one in `known` (an earlier call's answer) is not read again. The stamps are
+    taken before the files are read: a file Tune rewrites meanwhile has a newer stamp than the one
+    returned, so the caller sees it changed and signs it again."""
     key = _key()
-    signatures = {name: _digest(key, folder, name) for name in _state_files(folder)}
-    storage.write_text(folder.file(SIGNATURES), json.dumps(signatures, indent=1) + "\n")
+    known = known or {}
+    signed = {}
+    for name, stamp in sorted(stamps(folder).items()):
+        earlier = known.get(name)
+        signed[name] = (stamp, earlier[1] if earlier and earlier[0] == stamp else _digest(key, folder, name))
+    storage.write_text(folder.file(SIGNATURES), json.dumps({n: d for n, (_, d) in signed.items()}, indent=1) + "\n")
+    return signed
 
 
 def verify(folder: SearchFolder) -> None:

@@ -26,7 +26,7 @@ from ..store.folder import SearchFolder
 from ..store.keys import LINEAGE_KEY
 from ..store.ledger import TrialRecord, append_records, error_line, read_records, write_records
 from ..store.outcome import Outcome
-from ..store.provenance import sign, stamps
+from ..store.provenance import Signed, sign, stamps
 
 
 def known_stamps(folder: SearchFolder, known: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
@@ -147,12 +147,15 @@ class StateSigner(Callback):
 
     def __init__(self, folder: SearchFolder):
         self.folder = folder
-        self._seen: dict[str, tuple[int, int]] = {}
+        self._signed: Signed = {}  # what the signatures file says, with each file's stamp when it was read
         self._looked_at = 0.0
         self._listed_at = -math.inf
 
     def get_state(self) -> None:
         return None  # stateless: the signatures are in the folder
+
+    def _seen(self) -> dict[str, tuple[int, int]]:
+        return {name: stamp for name, (stamp, _) in self._signed.items()}
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         uri = storage.is_uri(self.folder.path)
@@ -160,18 +163,18 @@ class StateSigner(Callback):
             return
         self._looked_at = time.monotonic()
         try:
-            if uri or not self._seen or self._looked_at - self._listed_at >= self.RELIST_EVERY_S:
+            seen = self._seen()
+            if uri or not seen or self._looked_at - self._listed_at >= self.RELIST_EVERY_S:
                 now = stamps(self.folder)
                 self._listed_at = self._looked_at
             else:
-                now = known_stamps(self.folder, self._seen)
-            if now != self._seen:
-                sign(self.folder)
-                self._seen = stamps(self.folder)
+                now = known_stamps(self.folder, seen)
+            if now != seen:
+                # Only the files that changed are read again (Tune's snapshot; its tuner.pkl stays).
+                self._signed = sign(self.folder, self._signed)
                 self._listed_at = time.monotonic()
         except OSError as e:  # a storage hiccup: the next step signs
             logger.warning("Tune's state not signed (%s): %s", self.folder.path, e)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        sign(self.folder)
-        self._seen = stamps(self.folder)
+        self._signed = sign(self.folder, self._signed)
