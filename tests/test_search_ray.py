@@ -196,6 +196,10 @@ def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path
         assert t.value == t.intermediate_values[t.last_step]
     for tid, t in complete.items():
         assert t.last_step == 32 and lines[tid] == 4
+    # Tune's result.json and progress.csv per trial, not its TensorBoard event files (search/tune/tuner.py).
+    reported = [d for d in exp_dir.glob("run_trial_*") if lines[d.name.split("_")[2]]]
+    assert len(reported) >= 5 and all((d / "progress.csv").is_file() for d in reported)
+    assert not list(exp_dir.rglob("events.out.tfevents*"))
     assert "optuna.load_study(study_name=\"asha\"" in printed.out
 
     # MLflow: one parent, one child per trial, statuses agree with Optuna.
