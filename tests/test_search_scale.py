@@ -93,6 +93,8 @@ def test_the_scale_benchmark_reports_what_it_measured(tmp_path):
     assert [row["setup"] for row in rows] == ["plain", "platform"]
     for row in rows:
         assert row["trials"] == 6 and row["wall_s"] >= row["ideal_s"] == 1.0 and row["driver_cpu_s"] > 0
+        # Tune saves its state at least once at the end, and the saves are timed beside the rest
+        assert row["tune_snapshots"] >= 1 and row["driver_seconds"]["tune snapshots"] > 0
     platform = rows[1]
     assert {"suggest/tell", "mlflow", "ledger", "signing", "export"} <= set(platform["driver_seconds"])
     assert platform["exit_status"] == 0 and platform["folder_mb"] > 0

@@ -18,8 +18,9 @@ side, each in a process of its own:
 
 Reported: wall time against the ideal (N x trial length / C), the driver's CPU seconds per trial,
 its peak memory, results per second, where the driver's time went (suggest/tell, MLflow, ledger,
-signing, export; Tune is the rest), the CPU of the tracking writer (the process that makes the MLflow
-requests: search/tracking/writer.py), and the size of the search folder. Rows: scale_rows.py.
+signing, export; Tune's snapshots of its state, timed and counted; Tune is the rest), the CPU of the
+tracking writer (the process that makes the MLflow requests: search/tracking/writer.py), and the
+size of the search folder. Rows: scale_rows.py.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from typing import Any, Callable
 SETUPS = ("platform", "platform-pg", "plain", "stock")
 CURVES = Path(__file__).resolve().parents[2] / "docs" / "curves-compare.json"
 WRITER = "mlflow writer (own process)"  # CPU seconds of the tracking writer, not part of the driver's
+SNAPSHOTS = "tune snapshots"  # Tune's experiment state, written by its controller: part of Tune's time
 
 
 def _space(workdir: Path, n: int, c: int, strategy: str = "tpe") -> Any:
@@ -71,6 +73,7 @@ class Timer:
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
 
     def wrap(self, component: str, cls: type, names: list[str]) -> None:
         for name in names:
@@ -82,7 +85,17 @@ class Timer:
                     return __f(*args, **kw)
                 finally:
                     self.seconds[__c] = self.seconds.get(__c, 0.0) + time.perf_counter() - t0
+                    self.calls[__c] = self.calls.get(__c, 0) + 1
             setattr(cls, name, timed)
+
+
+def _snapshots(timer: Timer) -> Timer:
+    """Tune's snapshots of its experiment state, timed and counted in any setup: each JSON-encodes
+    every trial, and Tune forces one whenever a trial has reported `num_to_keep` checkpoints since the
+    last (ray/tune/execution/experiment_state.py), so their cost grows with N x checkpoints."""
+    from ray.tune.execution.tune_controller import TuneController
+    timer.wrap(SNAPSHOTS, TuneController, ["save_to_dir"])
+    return timer
 
 
 def _instrument() -> Timer:
@@ -142,7 +155,7 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path) -> 
     time_scale = trial_seconds / recorded
     template = _template(space, workdir) if setup.startswith("platform") else None
     trainable = replay_trainable(space, model, 0, time_scale, template)
-    timer = _instrument() if setup.startswith("platform") else Timer()
+    timer = _snapshots(_instrument() if setup.startswith("platform") else Timer())
     figures: dict[str, Any] = {"setup": setup, "trials": n, "concurrent": c, "trial_seconds": trial_seconds,
                                "reports_per_trial": len(curves.report_steps), "cpus": os.cpu_count(),
                                "ideal_s": round(n * trial_seconds / c, 2)}
@@ -169,6 +182,7 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path) -> 
     parts = {k: round(v, 2) for k, v in timer.seconds.items()}
     parts["tune (rest of the driver's CPU)"] = round(max(0.0, driver_cpu - sum(v for k, v in timer.seconds.items()
                                                                              if k not in ("export", WRITER))), 2)
+    figures["tune_snapshots"] = timer.calls.get(SNAPSHOTS, 0)
     figures.update(wall_s=round(fit_s, 2), wall_over_ideal=round(fit_s / figures["ideal_s"], 3),
                    driver_cpu_s=round(driver_cpu, 2), driver_cpu_ms_per_trial=round(1000 * driver_cpu / n, 1),
                    peak_driver_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

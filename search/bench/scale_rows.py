@@ -39,6 +39,8 @@ def run_setup(command: list[str], timeout: float) -> tuple[str | None, str]:
 
 def print_row(r: dict[str, Any]) -> None:
     parts = ", ".join(f"{k} {v:.1f}s" for k, v in r["driver_seconds"].items())
+    if "tune_snapshots" in r:  # rows of earlier runs have no count
+        parts += f"; {r['tune_snapshots']} Tune snapshots"
     print(f"  {r['setup']:<12} N={r['trials']:<5} C={r['concurrent']:<3} wall {r['wall_s']:.1f}s "
           f"({r['wall_over_ideal']:.2f}x ideal {r['ideal_s']:.1f}s), driver {r['driver_cpu_ms_per_trial']:.0f} ms "
           f"CPU/trial, {r['results_per_s']:.0f} results/s, peak {r['peak_driver_mb']:.0f} MB, folder "
