@@ -85,12 +85,12 @@ def test_an_interrupted_search_of_60_trials_resumes_to_exactly_60_of_each(tmp_pa
     assert summary["trials"] == {**outcomes, "total": 60} and summary["best"]["trial_id"] in records
 
 def test_the_scale_benchmark_reports_what_it_measured(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "search.bench", "scale", "--setups", "plain,platform", "--trials", "6",
-                        "--concurrent", "3", "--trial-seconds", "0.5", "--json", str(tmp_path / "scale.json")],
+    r = subprocess.run([sys.executable, "-m", "search.bench", "scale", "--setups", "plain,platform,plain-checkpoints",
+                        "--trials", "6", "--concurrent", "3", "--trial-seconds", "0.5", "--json", str(tmp_path / "scale.json")],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     rows = json.loads((tmp_path / "scale.json").read_text())
-    assert [row["setup"] for row in rows] == ["plain", "platform"]
+    assert [row["setup"] for row in rows] == ["plain", "platform", "plain-checkpoints"]
     for row in rows:
         assert row["trials"] == 6 and row["wall_s"] >= row["ideal_s"] == 1.0 and row["driver_cpu_s"] > 0
         # Tune saves its state at least once at the end, and the saves are timed beside the rest
@@ -99,6 +99,8 @@ def test_the_scale_benchmark_reports_what_it_measured(tmp_path):
     assert {"suggest/tell", "mlflow", "ledger", "signing", "export"} <= set(platform["driver_seconds"])
     assert platform["exit_status"] == 0 and platform["folder_mb"] > 0
     assert "plain" in r.stdout and "platform" in r.stdout and "x ideal" in r.stdout
+    # Plain Tune keeping each trial's checkpoint, as the search does: the checkpoints are in its folder
+    assert rows[2]["folder_mb"] > rows[0]["folder_mb"] + 1
 
 
 def test_a_later_scale_run_keeps_the_rows_it_does_not_measure_again(tmp_path):

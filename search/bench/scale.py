@@ -14,6 +14,8 @@ side, each in a process of its own:
                 report, figures), trials.json, state signing, the export of the best at the end;
 - platform-pg:  the same with MLflow on a real PostgreSQL server (on loopback);
 - plain:        Ray Tune with the same trainable and random configurations: no searcher, no callbacks;
+- plain-checkpoints: the same, each trial's last report carrying its checkpoint and Tune keeping one
+                per trial, as the platform's search does: Tune's own cost of checkpoints at scale;
 - stock:        what a user wires by hand: Ray's OptunaSearch (the same TPE) and MLflowLoggerCallback.
 
 Reported: wall time against the ideal (N x trial length / C), the driver's CPU seconds per trial,
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-SETUPS = ("platform", "platform-pg", "plain", "stock")
+SETUPS = ("platform", "platform-pg", "plain", "stock", "plain-checkpoints")
 CURVES = Path(__file__).resolve().parents[2] / "docs" / "curves-compare.json"
 WRITER = "mlflow writer (own process)"  # CPU seconds of the tracking writer, not part of the driver's
 SNAPSHOTS = "tune snapshots"  # Tune's experiment state, written by its controller: part of Tune's time
@@ -153,7 +155,7 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path) -> 
     model = Surrogate(curves, curves_space(curves), trees=50)
     recorded = statistics.median(sum(r.seconds for r in cv.reports) for cv in curves.main() if cv.complete)
     time_scale = trial_seconds / recorded
-    template = _template(space, workdir) if setup.startswith("platform") else None
+    template = _template(space, workdir) if setup.startswith("platform") or setup == "plain-checkpoints" else None
     trainable = replay_trainable(space, model, 0, time_scale, template)
     timer = _snapshots(_instrument() if setup.startswith("platform") else Timer())
     figures: dict[str, Any] = {"setup": setup, "trials": n, "concurrent": c, "trial_seconds": trial_seconds,
@@ -200,9 +202,12 @@ def _run_ray_tune(setup: str, space: Any, trainable: Any, n: int, c: int, workdi
     experiment = space.settings.experiment
     init_ray(None, space)
     try:
-        if setup == "plain":
+        checkpoints = None
+        if setup.startswith("plain"):
             tune_config = tune.TuneConfig(num_samples=n, max_concurrent_trials=c, reuse_actors=True)
             param_space, callbacks = _plain_params(space), []
+            if setup == "plain-checkpoints":  # as the search keeps them (space.yaml's keep_checkpoints)
+                checkpoints = tune.CheckpointConfig(num_to_keep=experiment.keep_checkpoints)
         else:
             from ray.air.integrations.mlflow import MLflowLoggerCallback
             from ray.tune.search.optuna import OptunaSearch
@@ -215,7 +220,7 @@ def _run_ray_tune(setup: str, space: Any, trainable: Any, n: int, c: int, workdi
             param_space, callbacks = None, [MLflowLoggerCallback(tracking_uri=uri, experiment_name="scale")]
         tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                            run_config=tune.RunConfig(name=setup, storage_path=str(workdir / "results"),
-                                                     callbacks=callbacks))
+                                                     callbacks=callbacks, checkpoint_config=checkpoints))
         t0 = time.monotonic()
         tuner.fit()
         return time.monotonic() - t0
