@@ -24,17 +24,17 @@ def quiet_tune_output() -> None:
     every fit, whatever `verbose` says; its legacy engine (RAY_AIR_NEW_OUTPUT=0, a public switch) at
     verbose=0 prints nothing. The platform prints its own lines (progress.py)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Tune's default loggers off: the search names its own (trial_loggers), a resumed one has them back
-    # from its saved state.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 def trial_loggers() -> list[Any]:
     """Tune's per-trial result.json and progress.csv, and not its TensorBoard event files: the
     trials' curves are in MLflow, and flushing an event file at every result was 5 % of the driver's
     time at 64 trials at once (search.bench scale's profile). TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0
-    brings Tune's default loggers back, TensorBoard's with them."""
+    brings Tune's default loggers back, TensorBoard's with them. A resumed search is left to Tune's
+    defaults: its callbacks come from its saved state, and a folder from before this change has no
+    loggers of its own there (Tune adds what is missing)."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     return [JsonLoggerCallback(), CSVLoggerCallback()]
 
 
