@@ -36,6 +36,10 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 1.0  # results wait at most this long before they are logged
+# The writer's work can wait and the trials' cannot: where they share a machine (a laptop, a head node
+# that also trains) the writer yields the CPU to them. It catches up when they leave it a moment, and
+# `close()` still waits for all of it.
+NICENESS = 10
 FRAME = struct.Struct("<Q")  # a message's length in bytes, before its pickle
 # What each message does, for the warning when MLflow refuses it.
 WHAT = {"start": "start the run of", "recover": "record the restart of", "result": "log a result of",
@@ -117,6 +121,10 @@ class TrackingWriter:
 def serve() -> int:
     """The writer's loop: apply each message from stdin to the trials' runs; flush results every
     FLUSH_EVERY_S; at the end of the stream, write what waits and print this process's CPU seconds."""
+    try:
+        os.nice(NICENESS)
+    except (AttributeError, OSError):  # not on this system: the writer runs at the driver's priority
+        pass
     inbox: queues.SimpleQueue = queues.SimpleQueue()
     stream = sys.stdin.buffer
 
