@@ -190,9 +190,8 @@ class Config:
             key_type(key)  # an unknown key is an error that lists the known ones
             *sections, name = key.split(".")
             node = d
-            for part in sections:
-                if dataclasses.is_dataclass(node[part]):  # a whole section given as settings by an earlier key
-                    node[part] = dataclasses.asdict(node[part])
+            for part in sections:  # a section an earlier key set whole may be a dataclass: back to settings
+                node[part] = dataclasses.asdict(node[part]) if dataclasses.is_dataclass(node[part]) else node[part]
                 node = node[part]
             node[name] = value
         return Config.from_dict(d)
@@ -203,8 +202,7 @@ SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config))
 
 @functools.cache
 def _hints(tp: type) -> dict[str, Any]:
-    """The resolved field types of a settings dataclass (typing resolves the annotations' strings
-    anew at every call: a config is rebuilt for every trial a search suggests)."""
+    """A settings dataclass's field types, resolved once (typing re-resolves them at every call)."""
     return typing.get_type_hints(tp)
 
 
