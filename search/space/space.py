@@ -24,9 +24,11 @@ class Space:
     def name(self) -> str:
         return self.settings.experiment.name
 
-    def base_config(self) -> Config:
+    def base_config(self, overrides: dict[str, Any] | None = None) -> Config:
+        """The preset with the file's data and fixed keys, and `overrides` after them (they win), built
+        once: a trial's config is built this way at every suggest."""
         from matnet.presets import preset
-        return preset(self.settings.base).with_overrides(self.base_overrides)
+        return preset(self.settings.base).with_overrides({**self.base_overrides, **(overrides or {})})
 
     def distributions(self) -> dict[str, Distribution]:
         """Every Optuna parameter a trial may have, by name, with its distribution."""
@@ -53,9 +55,7 @@ class Space:
         return out
 
     def trial_config(self, params: dict[str, Any]) -> Config:
-        from matnet.presets import preset
-        # One rebuild for the base's keys and the trial's (the trial's win): this runs at every suggest.
-        return preset(self.settings.base).with_overrides({**self.base_overrides, **self.overrides(params)})
+        return self.base_config(self.overrides(params))
 
     def valid_trial_config(self, params: dict[str, Any]) -> Config:
         """The trial's config, validated as matnet.train validates it (matnet/validate.py): a config
