@@ -15,15 +15,12 @@ Tune callback (callback.py) decides, this file turns into MLflow requests.
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
-
-from matnet.folders import RUN_METRICS, RUN_PLOT
 
 from ..store.keys import ITERATION_KEY, kl_per_layer
 from ..store.outcome import Outcome
 from .context import dataset_input, inherited_tags
+from .painters import Painters, workers
 from .runs import (MAX_BATCH_METRICS, SEARCH_TAG, STATUS_TAG, TRIAL_TAG, children, chunks, client, flat_config,
                    log_params)
 
@@ -47,6 +44,7 @@ class TrialRuns:
         self.runs: dict[str, str] = {}        # trial id -> child run id
         self.last_iter: dict[str, int] = {}   # trial id -> last training_iteration logged or queued
         self.pending: dict[str, list[Any]] = {}  # trial id -> metrics to log
+        self.painters = Painters(workers())      # the finished trials' figures (painters.py)
         for run in children(tracking_uri, parent_run_id):
             trial_id = run.data.tags.get(TRIAL_TAG)
             if not trial_id or trial_id in self.runs:
@@ -101,10 +99,27 @@ class TrialRuns:
         self.flush(trial_id)
         run_id = self._child(trial_id, drawn)
         self.client.log_batch(run_id, metrics=finals, tags=[RunTag(k, v) for k, v in tags.items()])
-        if checkpoint is not None:
-            self.safely(f"log the figures of trial {trial_id}", self._log_figures, run_id, checkpoint, last,
-                        Outcome(outcome), title)
-        self.client.set_terminated(run_id, MLFLOW_STATUS[Outcome(outcome)])
+        status = MLFLOW_STATUS[Outcome(outcome)]
+        if checkpoint is None:
+            self.client.set_terminated(run_id, status)
+            return
+        kl = None if Outcome(outcome) is Outcome.DIVERGED else kl_per_layer(last)  # diverged: the last good checkpoint's own
+
+        def figures_ready(files: list[tuple[str, str]] | None, error: BaseException | None) -> None:
+            """The figures logged, then the run's end (a finished run has its figures)."""
+            if error is not None:
+                logger.warning("MLflow: could not log the figures of trial %s: %s", trial_id,
+                               str(error).splitlines()[0] if str(error) else type(error).__name__)
+            for path, folder in files or []:
+                self.safely(f"log the figures of trial {trial_id}", self.client.log_artifact, run_id, path, folder)
+            self.safely(f"finish the run of trial {trial_id}", self.client.set_terminated, run_id, status)
+        self.painters.submit(figures_ready, checkpoint, self.sample_images, title, kl)
+
+    def collect(self, wait: bool = False) -> None:
+        """Log the figures the painters have drawn (all of them, waiting, when `wait`: the writer's end)."""
+        self.painters.collect(wait)
+        if wait:
+            self.painters.drain()
 
     def flush(self, trial_id: str | None = None) -> None:
         """Log what waits (one trial's, or all), as one request per trial (per 1,000 metrics)."""
@@ -132,18 +147,3 @@ class TrialRuns:
         log_params(self.client, run.info.run_id, params, {"searched_params": ",".join(sorted(drawn))[:5000]})
         return run.info.run_id
 
-    def _log_figures(self, run_id: str, checkpoint: Any, last: dict[str, Any], outcome: Outcome, title: str) -> None:
-        from matnet.figures import checkpoint_figures, history_figure
-
-        kl = None if outcome is Outcome.DIVERGED else kl_per_layer(last)  # diverged: the last good checkpoint's own
-        with tempfile.TemporaryDirectory() as tmp, checkpoint.as_directory() as folder:
-            for f in checkpoint_figures(folder, Path(tmp), self.sample_images, title, kl):
-                self.client.log_artifact(run_id, str(f), "figures")
-            # The trial's training history, kept in its checkpoints (search/tune/trainable.py), and Figure 4
-            # drawn from it here (the trial does not redraw it at every report).
-            if (Path(folder) / RUN_METRICS).is_file():
-                self.client.log_artifact(run_id, str(Path(folder) / RUN_METRICS), "training")
-                (Path(tmp) / "training").mkdir()
-                figure = history_figure(folder, Path(tmp) / "training" / RUN_PLOT)
-                if figure is not None:
-                    self.client.log_artifact(run_id, str(figure), "training")

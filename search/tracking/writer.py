@@ -160,13 +160,16 @@ def serve() -> int:
             runs = _open(*args)
         elif name and runs is not None:
             runs.safely(f"{WHAT[name]} trial {args[0]}", getattr(runs, name), *args)
-        if runs is not None and time.monotonic() - flushed >= FLUSH_EVERY_S:
-            runs.flush()
-            flushed = time.monotonic()
+        if runs is not None:
+            runs.collect()  # the figures the painters have drawn, logged
+            if time.monotonic() - flushed >= FLUSH_EVERY_S:
+                runs.flush()
+                flushed = time.monotonic()
     if runs is not None:
         runs.flush()
-    cpu = os.times()
-    print(cpu.user + cpu.system, flush=True)
+        runs.collect(wait=True)
+    cpu = os.times()  # the painters' CPU too (children, ended and waited for by collect)
+    print(cpu.user + cpu.system + cpu.children_user + cpu.children_system, flush=True)
     return 0
 
 
