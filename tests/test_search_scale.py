@@ -101,6 +101,17 @@ def test_the_scale_benchmark_reports_what_it_measured(tmp_path):
     assert "plain" in r.stdout and "platform" in r.stdout and "x ideal" in r.stdout
     # Plain Tune keeping each trial's checkpoint, as the search does: the checkpoints are in its folder
     assert rows[2]["folder_mb"] > rows[0]["folder_mb"] + 1
+    # Keeping one checkpoint, the trials' checkpoints forced snapshots of Tune's state (about one each:
+    # 8 here, for 6 trials); keeping two, none did (one checkpoint each; 2 here, Tune's timed one and
+    # the last). The row is added beside the others, not over them
+    r = subprocess.run([sys.executable, "-m", "search.bench", "scale", "--setups", "plain-checkpoints", "--trials", "6",
+                        "--concurrent", "3", "--trial-seconds", "0.5", "--keep-checkpoints", "2",
+                        "--json", str(tmp_path / "scale.json")], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rows = json.loads((tmp_path / "scale.json").read_text())
+    assert [(row["setup"], row["keep_checkpoints"]) for row in rows] == [
+        ("plain", 1), ("platform", 1), ("plain-checkpoints", 1), ("plain-checkpoints", 2)]
+    assert rows[2]["tune_snapshots"] >= rows[3]["tune_snapshots"] + 3 and "K=2" in r.stdout
 
 
 def test_a_later_scale_run_keeps_the_rows_it_does_not_measure_again(tmp_path):
@@ -111,6 +122,8 @@ def test_a_later_scale_run_keeps_the_rows_it_does_not_measure_again(tmp_path):
     path.write_text(json.dumps(rows))
     kept = previous_rows(str(path), [100], [16, 64], ["platform"])
     assert kept == [rows[0], rows[1], rows[2]]  # only platform at N=100, C=16 is measured again
+    # a run keeping two checkpoints measures other rows: those written before kept one
+    assert previous_rows(str(path), [100], [16, 64], ["platform"], keep=2) == rows
     assert previous_rows(str(tmp_path / "none.json"), [10], [16], ["plain"]) == []
     path.write_text("not json")
     with pytest.raises(RunError, match="not a JSON file"):

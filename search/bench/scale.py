@@ -1,7 +1,7 @@
 """The search driver at cluster scale: what the platform adds to Ray Tune when a search has hundreds
 or thousands of trials, dozens at once.
 
-    python -m search.bench scale [--trials 10,100,1000] [--concurrent 16,64] [--json PATH]
+    python -m search.bench scale [--trials 10,100,1000] [--concurrent 16,64] [--keep-checkpoints K] [--json PATH]
 
 Trials replay recorded learning curves (replay.py: the shipped curves of spaces/compare.yaml, each
 report `--trial-seconds` / 8 apart, sleeping instead of training; no torch), so the driver is all
@@ -14,7 +14,7 @@ side, each in a process of its own:
                 report, figures), trials.json, state signing, the export of the best at the end;
 - platform-pg:  the same with MLflow on a real PostgreSQL server (on loopback);
 - plain:        Ray Tune with the same trainable and random configurations: no searcher, no callbacks;
-- plain-checkpoints: the same, each trial's last report carrying its checkpoint and Tune keeping one
+- plain-checkpoints: the same, each trial's last report carrying its checkpoint and Tune keeping K
                 per trial, as the platform's search does: Tune's own cost of checkpoints at scale;
 - stock:        what a user wires by hand: Ray's OptunaSearch (the same TPE) and MLflowLoggerCallback.
 
@@ -23,6 +23,10 @@ its peak memory, results per second, where the driver's time went (suggest/tell,
 signing, export; Tune's snapshots of its state, timed and counted; Tune is the rest), the CPU of the
 tracking writer (the process that makes the MLflow requests: search/tracking/writer.py), and the
 size of the search folder. Rows: scale_rows.py.
+
+K (`--keep-checkpoints`: 1 as in the quickstart, 2 in the cluster spaces) matters at scale: with K = 1
+every checkpoint forces a snapshot of all the trials (_snapshots), N x N; with K = 2 these trials'
+(one checkpoint each) force none.
 """
 from __future__ import annotations
 
@@ -42,14 +46,15 @@ WRITER = "mlflow writer (own process)"  # CPU seconds of the tracking writer, no
 SNAPSHOTS = "tune snapshots"  # Tune's experiment state, written by its controller: part of Tune's time
 
 
-def _space(workdir: Path, n: int, c: int, strategy: str = "tpe") -> Any:
-    """The recorded space (compare.yaml) as a search of n trials, c at once, each 1/c of the CPUs."""
+def _space(workdir: Path, n: int, c: int, strategy: str = "tpe", keep: int = 1) -> Any:
+    """The recorded space (compare.yaml) as a search of n trials, c at once, each 1/c of the CPUs,
+    keeping `keep` checkpoints per trial."""
     import yaml
 
     from ..space import load_space
     from .curves import load
     raw = yaml.safe_load(load(CURVES).space_text)
-    raw["experiment"].update(name="scale", num_samples=n, max_concurrent=c, max_failures=0, keep_checkpoints=1,
+    raw["experiment"].update(name="scale", num_samples=n, max_concurrent=c, max_failures=0, keep_checkpoints=keep,
                              time_budget_s=0, resources={"cpu": round((os.cpu_count() or 1) / c, 4), "gpu": 0})
     raw["strategy"] = strategy
     raw["sampler"] = {k: v for k, v in raw["sampler"].items() if k != "type"}
@@ -141,8 +146,8 @@ def _plain_params(space: Any) -> dict[str, Any]:
     return out
 
 
-def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path) -> dict[str, Any]:
-    """One setup at n trials, c at once, in this process; its figures."""
+def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path, keep: int = 1) -> dict[str, Any]:
+    """One setup at n trials, c at once, keeping `keep` checkpoints per trial, in this process; its figures."""
     import contextlib
 
     from .curves import load
@@ -151,7 +156,7 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path) -> 
     from .surrogate import Surrogate
 
     curves = load(CURVES)
-    space = _space(workdir, n, c)
+    space = _space(workdir, n, c, keep=keep)
     model = Surrogate(curves, curves_space(curves), trees=50)
     recorded = statistics.median(sum(r.seconds for r in cv.reports) for cv in curves.main() if cv.complete)
     time_scale = trial_seconds / recorded
@@ -159,7 +164,7 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path) -> 
     trainable = replay_trainable(space, model, 0, time_scale, template)
     timer = _snapshots(_instrument() if setup.startswith("platform") else Timer())
     figures: dict[str, Any] = {"setup": setup, "trials": n, "concurrent": c, "trial_seconds": trial_seconds,
-                               "reports_per_trial": len(curves.report_steps), "cpus": os.cpu_count(),
+                               "reports_per_trial": len(curves.report_steps), "keep_checkpoints": keep, "cpus": os.cpu_count(),
                                "ideal_s": round(n * trial_seconds / c, 2)}
     with contextlib.ExitStack() as stack:
         uri = f"sqlite:///{workdir}/mlflow.db"
@@ -244,6 +249,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--concurrent", default="16,64", help="C, comma-separated (default 16,64)")
     p.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {', '.join(SETUPS)}")
     p.add_argument("--trial-seconds", type=positive_number, default=1.5, help="a trial's length (default 1.5)")
+    p.add_argument("--keep-checkpoints", type=at_least(1), default=1,
+                   help="checkpoints Tune keeps per trial, as experiment.keep_checkpoints (default 1, the "
+                        "quickstart's; the cluster spaces keep 2)")
     p.add_argument("--timeout", type=at_least(1), default=3600, help="seconds per setup (default 3600)")
     p.add_argument("--json", help="write every setup's figures as JSON")
     p.add_argument("--one", help=argparse.SUPPRESS, default=None)
@@ -260,23 +268,25 @@ def main(argv: list[str]) -> int:
         raise RunError(f"{args.json}: its folder does not exist; create it first")
     if args.one:  # one setup in this process (the parent runs each in a fresh one)
         with tempfile.TemporaryDirectory(prefix="matnet-scale-") as tmp:
-            print("SCALE " + json.dumps(run_one(args.one, trials[0], concurrent[0], args.trial_seconds, Path(tmp))),
+            print("SCALE " + json.dumps(run_one(args.one, trials[0], concurrent[0], args.trial_seconds, Path(tmp),
+                                                  args.keep_checkpoints)),
                   flush=True)
         return 0
     from .scale_rows import previous_rows, print_row, run_setup
-    rows = previous_rows(args.json, trials, concurrent, setups)
+    rows = previous_rows(args.json, trials, concurrent, setups, args.keep_checkpoints)
     for n in trials:
         for c in concurrent:
             for setup in setups:
                 print(f"scale: {setup}, {n} trials, {c} at once ...", flush=True)
                 stdout, stderr = run_setup([sys.executable, "-m", "search.bench", "scale", "--one", setup, "--trials",
                                              str(n), "--concurrent", str(c), "--trial-seconds",
-                                             str(args.trial_seconds)], args.timeout)
+                                             str(args.trial_seconds), "--keep-checkpoints", str(args.keep_checkpoints)],
+                                            args.timeout)
                 if stdout is None:
                     # A setup that does not finish in time is a result too (Ray's stock searcher at
                     # scale): recorded as such, and the others still run.
                     rows.append({"setup": setup, "trials": n, "concurrent": c, "trial_seconds": args.trial_seconds,
-                                 "timed_out_after_s": args.timeout})
+                                 "keep_checkpoints": args.keep_checkpoints, "timed_out_after_s": args.timeout})
                     print(f"  {setup:<12} N={n:<5} C={c:<3} did not finish within {args.timeout} s", flush=True)
                     continue
                 line = next((x for x in stdout.splitlines() if x.startswith("SCALE ")), None)

@@ -154,7 +154,9 @@ class Experiment(_Strict):
     resources: Resources = Resources()
     # A trial that crashes (or whose worker dies) restarts from its last checkpoint this many times.
     max_failures: int = Field(2, ge=0)
-    # Checkpoints kept per trial: the best ones by `metric` (the latest is kept as well).
+    # Checkpoints kept per trial: the best ones by `metric` (the latest is kept as well). With 1, Ray
+    # Tune saves its whole state (every trial) after each checkpoint of each trial, so that a saved
+    # state never names a deleted checkpoint: at hundreds of trials keep 2 (docs/benchmarks.md).
     keep_checkpoints: int = Field(2, ge=1)
     # Stop starting and running trials after this many seconds (0: no limit).
     time_budget_s: float = Field(0.0, ge=0)
