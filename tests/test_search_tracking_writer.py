@@ -122,3 +122,28 @@ def test_a_message_that_cannot_be_pickled_or_read_back_costs_one_warning_and_onl
     run = child_runs(uri, parent)["t1"]
     assert [(m.step, m.value) for m in MlflowClient(uri).get_metric_history(run.info.run_id, METRIC)] == [
         (10, 199.0), (40, 196.0)]
+
+
+def test_a_long_wait_at_close_is_announced_and_its_end_too_a_short_one_is_silent(tmp_path: Path):
+    import io
+    space = load_space(write_space(tmp_path, "writer", n=2, steps=40, mlflow={"sample_images": 0}))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = start_parent(uri, "writer", "writer", params={}, tags={})
+    drawn = space.valid_samples(1, 0)[0]
+    said = io.StringIO()
+    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer.send("start", "t1", drawn)
+    writer.send("result", "t1", drawn, 1, metrics(1, 199.0))
+    writer.close(notice_after_s=0.0, stream=said)  # the writer takes seconds to start: a wait past 0 s
+    lines = said.getvalue().splitlines()
+    assert len(lines) == 2 and "logging the trials' last figures and metrics" in lines[0], lines
+    assert lines[1].startswith("MLflow: logged them in ") and all(len(line) <= 80 for line in lines), lines
+    run = child_runs(uri, parent)["t1"]  # announced or not, all of it written
+    assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, METRIC)] == [199.0]
+
+    quiet = io.StringIO()
+    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer.send("result", "t1", drawn, 2, metrics(2, 198.0))
+    writer.close(notice_after_s=300.0, stream=quiet)
+    assert quiet.getvalue() == ""
+    assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, METRIC)] == [199.0, 198.0]

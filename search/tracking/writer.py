@@ -15,9 +15,11 @@ cannot be pickled, or read back, costs a warning and only that message. It is `p
 the driver's main script again, which a user's own script need not guard.
 
 Nothing is lost: `close()` (the search's end, an interruption included) ends the stream and waits
-until the writer has applied everything in it. The writer runs in a session of its own, so Ctrl-C at
-the terminal reaches only the driver, which decides when to stop; a writer whose driver died sees its
-stdin end, writes what it has, and ends. What was written is what a resumed search reads back.
+until the writer has applied everything in it; a wait of more than a few seconds (the figures of the
+last trials of a big search: 3 minutes after 10,000 trials on 2 cores) prints a line when it starts and
+one when it ends. The writer runs in a session of its own, so Ctrl-C at the terminal reaches only the
+driver, which decides when to stop; a writer whose driver died sees its stdin end, writes what it has,
+and ends. What was written is what a resumed search reads back.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ FLUSH_EVERY_S = 1.0  # results wait at most this long before they are logged
 NICENESS = 10
 FRAME = struct.Struct("<Q")  # a message's length in bytes, before its pickle
 # What each message does, for the warning when MLflow refuses it.
+# A close() that waits longer than this says so (a search of thousands of trials can leave minutes of
+# figures to draw: docs/benchmarks.md), then says when the wait is over.
+NOTICE_AFTER_S = 5.0
 WHAT = {"start": "start the run of", "recover": "record the restart of", "result": "log a result of",
         "exploit": "tag an exploitation of", "finish": "finish the run of"}
 
@@ -102,15 +107,30 @@ class TrackingWriter:
             except OSError:
                 pass
 
-    def close(self) -> None:
-        """Wait until everything sent has been written; the process ends."""
+    def close(self, notice_after_s: float = NOTICE_AFTER_S, stream: TextIO | None = None) -> None:
+        """Wait until everything sent has been written; the process ends. A wait longer than
+        `notice_after_s` is announced on `stream` (stdout), and its end too."""
         if self._process is None:
             return
-        self._outbox.put(None)
-        self._feeder.join()
-        out = self._process.stdout.read()
-        self._process.wait()
-        self._process.stdout.close()
+        started, out_stream, said = time.monotonic(), stream or sys.stdout, []
+
+        def waiting() -> None:
+            said.append(True)
+            _say(out_stream, "MLflow: logging the trials' last figures and metrics ...")
+        notice = threading.Timer(notice_after_s, waiting)
+        notice.daemon = True
+        notice.start()
+        try:
+            self._outbox.put(None)
+            self._feeder.join()
+            out = self._process.stdout.read()
+            self._process.wait()
+            self._process.stdout.close()
+        finally:
+            notice.cancel()
+        notice.join()
+        if said:
+            _say(out_stream, f"MLflow: logged them in {_minutes(time.monotonic() - started)}")
         try:
             self.cpu_seconds += float(out.decode().split()[-1])
         except (IndexError, ValueError):
@@ -183,6 +203,17 @@ def _open(tracking_uri: str, parent_run_id: str, space: Any, search_name: str, s
                        "The search goes on; its results are in trials.json", tracking_uri,
                        str(e).splitlines()[0] if str(e) else type(e).__name__)
         return None
+
+
+def _say(stream: TextIO, line: str) -> None:
+    """A line of its own, also where the search's status line is being redrawn in place (progress.py)."""
+    stream.write(("\r\033[K" if stream.isatty() else "") + line + "\n")
+    stream.flush()
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s} s"
 
 
 def _what(message: tuple) -> str:
