@@ -43,10 +43,10 @@ FLUSH_EVERY_S = 1.0  # results wait at most this long before they are logged
 # `close()` still waits for all of it.
 NICENESS = 10
 FRAME = struct.Struct("<Q")  # a message's length in bytes, before its pickle
-# What each message does, for the warning when MLflow refuses it.
 # A close() that waits longer than this says so (a search of thousands of trials can leave minutes of
 # figures to draw: docs/benchmarks.md), then says when the wait is over.
 NOTICE_AFTER_S = 5.0
+# What each message does, for the warning when MLflow refuses it.
 WHAT = {"start": "start the run of", "recover": "record the restart of", "result": "log a result of",
         "exploit": "tag an exploitation of", "finish": "finish the run of"}
 
@@ -130,7 +130,8 @@ class TrackingWriter:
             notice.cancel()
         notice.join()
         if said:
-            _say(out_stream, f"MLflow: logged them in {_minutes(time.monotonic() - started)}")
+            from ..tune.progress import clock  # the driver's side only: the status line's own format
+            _say(out_stream, f"MLflow: logged them in {clock(time.monotonic() - started)}")
         try:
             self.cpu_seconds += float(out.decode().split()[-1])
         except (IndexError, ValueError):
@@ -209,11 +210,6 @@ def _say(stream: TextIO, line: str) -> None:
     """A line of its own, also where the search's status line is being redrawn in place (progress.py)."""
     stream.write(("\r\033[K" if stream.isatty() else "") + line + "\n")
     stream.flush()
-
-
-def _minutes(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m{s:02d}s" if m else f"{s} s"
 
 
 def _what(message: tuple) -> str:

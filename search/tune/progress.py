@@ -23,7 +23,8 @@ LOG_EVERY_S = 60.0
 REDRAW_EVERY_S = 0.5
 
 
-def _fmt(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """A duration as the status line shows it: 2m05s, 1h03m."""
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
@@ -59,7 +60,7 @@ class Progress(Callback):
         best = ("-" if self.best is None else
                 f"{self.best:.2f} ({self.best_at[0]}, step {self.best_at[1]})")
         return (f"search: {len(self.running)} running, {self.ended}/{self.total} ended; best {self.metric} {best}; "
-                f"{_fmt(time.monotonic() - self.started)}")
+                f"{clock(time.monotonic() - self.started)}")
 
     def _print(self, line: str) -> None:
         if self.tty and self._status_shown:
