@@ -22,18 +22,27 @@ def learning_rate(cfg: Config, epoch: int) -> float:
     return cfg.train.lr * 0.5 ** halvings
 
 
+# The shortest warm-up a run of few steps gets. Below it, Adam's second-moment estimate rests on a
+# handful of gradients when the full rate arrives, and the paper's models blow up: mnist-quadrants
+# warmed up over 4 steps skipped 27 of its first 49 updates (non-finite) and ended with a NaN KL;
+# over 10 steps, no update of 7 runs of 60 steps (seeds 0-6, docs/training.md).
+MIN_WARMUP_STEPS = 10
+
+
 def warmup_steps(cfg: Config, total_steps: int | None = None) -> int:
     """Steps of the learning-rate warm-up: train.lr_warmup_steps, or for -1 the span over which Adam's
     second-moment estimate averages, 2 / (1 - beta2) (Ma & Yarats 2021), but at most a tenth of a
-    run of `total_steps`: a search's short trials (the quickstart's train 120 steps) would otherwise
-    never reach their rate, and ASHA would rank them at a fraction of it."""
+    run of `total_steps` (and never under MIN_WARMUP_STEPS): a search's short trials (the
+    quickstart's train 120 steps) would otherwise never reach their rate, and ASHA would rank them at
+    a fraction of it. `total_steps` is the step budget (budget.py), also for a run with a time limit:
+    the warm-up must not depend on how fast the machine is."""
     n = cfg.train.lr_warmup_steps
     if n < -1:
         raise ConfigError(f"train.lr_warmup_steps={n}: use a number of steps >= 0, or -1 for 2 / (1 - beta2)")
     if n != -1:
         return n
     full = round(2.0 / max(1.0 - cfg.train.betas[1], 1e-6))
-    return full if total_steps is None else min(full, max(1, total_steps // 10))
+    return full if total_steps is None else min(full, max(MIN_WARMUP_STEPS, total_steps // 10))
 
 
 def warmup_factor(step: int, warmup: int) -> float:

@@ -33,10 +33,6 @@ from .runfolder import load_optimizer_state, resume_point
 from .schedule import epoch_order, kl_weight, learning_rate_at, step_seed, warmup_steps
 from .step import TrainStep, make_optimizer, step_loss
 
-# A run limited by train.max_minutes sizes its warm-up to the steps it will reach, measured over its
-# first steps (the first update, which compiles or warms up the allocator, excluded).
-PROBE_STEPS = 5
-
 
 class TrainingRun:
     def __init__(self, config: Config, out_dir: str | Path | None, fresh_optimizer: bool, compile_step: bool,
@@ -65,16 +61,17 @@ class TrainingRun:
         self.opt = make_optimizer(self.model, tc.betas, tc.lr, tc.weight_decay)
         self.step_fn = TrainStep(self.model, self.opt, self.device, tc.amp, compile_step, tc.grad_clip,
                                  tc.inference_reg_weight)
+        # The warm-up follows from the step budget alone, also under train.max_minutes, so a config
+        # trains the same on any machine: sized to the steps a slow machine reaches in its time, it
+        # would be a few steps long, too short for the paper's models (schedule.warmup_steps).
         self.state: dict[str, Any] = {"step": 0, "skipped_steps": 0, "train_seconds": 0.0,
                                       "warmup_steps": warmup_steps(config, self.plan.total_steps)}
-        self.warmup_fixed = config.train.lr_warmup_steps != -1 or tc.max_minutes <= 0
         self.last: dict[str, Any] = {}
         if point is not None:
             self.model.load_state_dict(point.weights)
             if point.optimizer is not None:
                 load_optimizer_state(self.opt, point.optimizer, self.out / folders.RUN_CHECKPOINT)
             self.state.update({k: v for k, v in point.counters.items() if not (k == "warmup_steps" and v < 0)})
-            self.warmup_fixed = self.warmup_fixed or point.counters.get("warmup_steps", -1) >= 0
             self.step_fn.set_skipped(self.state["skipped_steps"])
             self.last = point.metrics
         if self.out is not None:
@@ -88,7 +85,6 @@ class TrainingRun:
         self.segment_start = time.monotonic()   # the clock of the training time since the last evaluation
         self.segment_images = 0
         self.first_update_done = False
-        self.probe_start: tuple[float, int] | None = None
 
     @property
     def step(self) -> int:
@@ -126,18 +122,6 @@ class TrainingRun:
             self.state["train_seconds"] += now - self.segment_start
             self.segment_start, self.segment_images = now, 0
             self.first_update_done = True
-            self.probe_start = (now, self.step)
-        elif not self.warmup_fixed and self.step - self.probe_start[1] >= PROBE_STEPS:
-            self.size_warmup_to_time_left()
-
-    def size_warmup_to_time_left(self) -> None:
-        """A run with a time limit: the warm-up a tenth of the steps it will reach at this pace."""
-        self.step_fn.read(reset=False)  # waits for the device: the probe's time is exact
-        started, first = self.probe_start
-        per_step = (time.monotonic() - started) / max(1, self.step - first)
-        reachable = self.step + int(max(0.0, self.deadline - time.monotonic()) / max(per_step, 1e-9))
-        self.state["warmup_steps"] = warmup_steps(self.config, min(self.plan.total_steps, reachable))
-        self.warmup_fixed = True
 
     def stop_if_diverged(self) -> None:
         tc = self.config.train
