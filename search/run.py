@@ -19,38 +19,41 @@ From Python (what search.bench and the tests call): `run_search(load_space(PATH)
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .options import SearchOptions, options_of, parser
 from .space import Space, check_resume_compatible, load_space
 from .space.dry_run import dry_run
 from .store import storage
-from .store.errors import ExportError, RunError
+from .store.errors import ExportError, RunError, UntrustedStateError
 from .store.folder import SearchFolder, SearchInfo
 from .store.ledger import TrialRecord, end_running, read_records
 from .store.outcome import Outcome
 from .store.provenance import sign, verify
-from .store.study import check_storage, resolve_storage as resolve_study_storage
+from .store.study import check_storage
+from .store.study import resolve_storage as resolve_study_storage
 from .tracking import tracker_for
 from .tracking.uri import checked_tracking_uri, tracking_uri
 from .tune import strategies
-from .tune.cluster import check_cluster_storage, cluster_address, init_ray, resolve_storage
+from .tune.cluster import check_cluster_storage, cluster_address, resolve_storage
+from .tune.session import ray_session, sigterm_as_interrupt
 
 # Ray is imported only once a search starts (search/tune/cluster.py, after its loopback switch): a
 # dry run or a mistake in the file answers without it.
 
-__all__ = ["ERRORED_TRIALS_EXIT", "INTERRUPTED_EXIT", "SearchOptions", "SearchRun", "main", "parser", "run_search"]
+__all__ = ["ERRORED_TRIALS_EXIT", "INTERRUPTED_EXIT", "STOPPED_EXIT", "SearchOptions", "SearchRun", "main", "parser",
+           "run_search"]
 
 # The exit status of a search that ran to its end but in which some trials errored (crashed beyond
 # experiment.max_failures): the best of the others is exported all the same. 2 is a mistake in the
-# input (one line), 130 an interruption (--resume continues it).
+# input (one line), 130 an interruption (--resume continues it), 75 a search stopped by a fault it
+# cannot go on through, such as a full disk (sysexits' EX_TEMPFAIL: --resume once it is fixed).
 ERRORED_TRIALS_EXIT = 3
+STOPPED_EXIT = 75
 INTERRUPTED_EXIT = 130
 
 
@@ -107,7 +110,7 @@ def run_search(space: Space, options: SearchOptions | None = None, *, search_alg
             fitted = fit(space, strategy, folder, info, tracker, options.resume, search_alg, stop, replay)
             result.seconds["fit"] = fitted.seconds
             result.code = finish(space, folder, info, tracker, fitted, options, result.seconds)
-            status = "FINISHED" if result.code != INTERRUPTED_EXIT else "KILLED"
+            status = "FINISHED" if result.code not in (INTERRUPTED_EXIT, STOPPED_EXIT) else "KILLED"
             return result
         except ExportError:
             status = "FAILED"
@@ -165,40 +168,13 @@ def reopen(folder: SearchFolder, space: Space, options: SearchOptions) -> tuple[
     return info, saved  # the search goes on exactly as it started
 
 
-@contextlib.contextmanager
-def ray_session(address: str | None, space: Space, num_gpus: int | None, seconds: dict[str, float]) -> Iterator[None]:
-    started = time.monotonic()
-    init_ray(address, space, num_gpus)
-    seconds["ray_init"] = time.monotonic() - started
-    # Tune warns about frequent experiment snapshots, which keeping the best checkpoints forces.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # MLflow prints two links for every run it ends on a tracking server (one per trial), and its
-    # experiment link opens the GenAI overview; the search prints the runs table's once, at its end.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars of kilobytes, in the search's log
-    try:
-        yield
-    finally:
-        import ray
-        ray.shutdown()
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a scheduler, `kill`) stops the search like Ctrl-C: Tune saves its state, so --resume works."""
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 @dataclass
 class Fitted:
     trials: int                       # the trials Tune knows
     seconds: float                    # of fitting
     records: dict[str, TrialRecord]   # trials.json as the fit left it
     budget_reached: str               # "" or what ended the search early
+    stopped: str = ""                 # "" or the fault that stopped it (search/tune/faults.py)
 
 
 def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tracker: Any, resume: bool,
@@ -206,6 +182,7 @@ def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tra
     """Ray Tune runs the trials (a new Tuner, or the interrupted one restored from its state)."""
     from .tune import tuner
     from .tune.callbacks import StateSigner, TrialLedger
+    from .tune.faults import RoomWatch, stopped_by
     from .tune.progress import Progress
 
     if resume:
@@ -213,13 +190,21 @@ def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tra
     else:
         experiment = space.settings.experiment
         ledger = TrialLedger(folder, experiment.metric, experiment.mode)
-        progress = Progress(experiment.metric, experiment.mode, info.num_samples)
-        callbacks = [c for c in (ledger, tracker.callback(space, ledger), StateSigner(folder), progress) if c is not None]
+        progress = Progress(experiment.metric, experiment.mode, info.num_samples, max_failures=experiment.max_failures)
+        # The room watch comes last: when it stops the search, the others have done their part of the step.
+        callbacks = [c for c in (ledger, tracker.callback(space, ledger), StateSigner(folder), progress,
+                                 RoomWatch(folder, info.max_concurrent)) if c is not None]
         fitter = tuner.new_tuner(space, strategy, search_alg or strategy.searcher(space, info.study), info.storage,
                                  info.name, callbacks, info.num_samples, info.max_concurrent, stop, replay)
     started = time.monotonic()
     with sigterm_as_interrupt():
-        grid = fitter.fit()
+        try:
+            grid = fitter.fit()
+        except Exception as error:  # noqa: BLE001 - only a fault the platform stopped the search for is handled
+            stop_reason = stopped_by(error)
+            if stop_reason is None:
+                raise
+            return stopped_fit(folder, time.monotonic() - started, stop_reason.reason)
     elapsed = time.monotonic() - started
     sign(folder)  # Tune has saved its state for the last time (also a search resumed with --trust-state)
     budget_s = space.settings.experiment.time_budget_s
@@ -231,11 +216,31 @@ def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tra
     return Fitted(len(grid), elapsed, read_records(folder), budget_reached)
 
 
+def stopped_fit(folder: SearchFolder, seconds: float, reason: str) -> Fitted:
+    """A fit a fault stopped: Tune ended its trials without saving again, so its last save (signed
+    here, as the signer may not have seen it yet) is where --resume goes on; the ledger keeps the
+    trials that did not end as running, as after an interruption."""
+    try:
+        verify(folder)
+    except UntrustedStateError:
+        try:
+            sign(folder)
+        except OSError as e:  # the disk refused even this: the signatures of the save before stay
+            reason += f" (Tune's last state not signed: {e.strerror or e}; resume with --trust-state)"
+    return Fitted(0, seconds, read_records(folder), "", reason)
+
+
 def finish(space: Space, folder: SearchFolder, info: SearchInfo, tracker: Any, fitted: Fitted,
            options: SearchOptions, seconds: dict[str, float]) -> int:
     """After the fit: the interrupted search's hint, or the export and where to look; the exit status."""
     from .export import export_search
 
+    if fitted.stopped:
+        if sys.stdout.isatty():
+            sys.stdout.write("\r\033[K")  # the status line (tune/progress.py) the fault left standing
+        print(f"search {info.name} stopped after {fitted.seconds:.0f} s: {fitted.stopped} "
+              f"({resume_command(space, info, options)})", file=sys.stderr, flush=True)
+        return STOPPED_EXIT
     unfinished = sum(1 for r in fitted.records.values() if not r.ended)
     if fitted.budget_reached and unfinished:
         # Cut short by the budget: ended, not interrupted; the ledger rules how, and Optuna is told the same.
@@ -250,9 +255,7 @@ def finish(space: Space, folder: SearchFolder, info: SearchInfo, tracker: Any, f
           + (f" ({fitted.budget_reached} reached; {unfinished} cut short)" if fitted.budget_reached and unfinished
              else ""), flush=True)
     if interrupted:
-        print(f"interrupted: continue with  python -m search.run {space.path} --resume"
-              + (f" --name {info.name}" if info.name != space.settings.experiment.name else "")
-              + (f" --storage {info.storage}" if options.storage else ""), file=sys.stderr)
+        print(f"interrupted: continue with  {resume_command(space, info, options)}", file=sys.stderr)
         return INTERRUPTED_EXIT
     errored = [r for r in fitted.records.values() if r.outcome == str(Outcome.ERROR)]
     if options.export:
@@ -274,6 +277,12 @@ def finish(space: Space, folder: SearchFolder, info: SearchInfo, tracker: Any, f
               f"status {ERRORED_TRIALS_EXIT}", file=sys.stderr)
         return ERRORED_TRIALS_EXIT
     return 0
+
+
+def resume_command(space: Space, info: SearchInfo, options: SearchOptions) -> str:
+    return (f"python -m search.run {space.path} --resume"
+            + (f" --name {info.name}" if info.name != space.settings.experiment.name else "")
+            + (f" --storage {info.storage}" if options.storage else ""))
 
 
 if __name__ == "__main__":

@@ -259,6 +259,16 @@ def test_a_lost_worker_node_restarts_its_trial_from_its_checkpoint_on_the_head(t
                 proc.kill()
             log.close()
 
+    # The search said so in one line (which trial, that its node was lost, from which step it goes on),
+    # and kept Ray's tracebacks off its output (they are in the trial's error.txt).
+    printed = (tmp_path / "search.log").read_text()
+    trial_id = victim.name.split("_")[2]
+    told = [line for line in printed.splitlines() if line.startswith(f"trial {trial_id}: ")]
+    assert len(told) == 1 and re.fullmatch(rf"trial {trial_id}: its node was lost \(it stopped, or stopped "
+                                           rf"answering\); retried from its checkpoint at step \d+ \(restart 1 of "
+                                           rf"\d+\)", told[0]), printed[-5000:]
+    assert "Traceback" not in printed, printed[-5000:]
+
     # The interrupted trial went on from a checkpoint (not from step 0) on the head node, and finished.
     # Tune's log is append-only: steps after the last checkpoint Tune had registered are done again,
     # with the same figures (every random draw derives from the seed and the step).

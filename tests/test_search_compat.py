@@ -91,3 +91,32 @@ def test_rays_token_notice_comes_from_the_logger_compat_quiets():
     import importlib
     module = importlib.import_module(compat.RAY_TOKEN_SETUP_LOGGER)
     assert module.logger.name == compat.RAY_TOKEN_SETUP_LOGGER and hasattr(module, "_warn_token_auth_enabled")
+
+
+def test_rays_failure_notices_are_where_compat_expects_them(capsys, monkeypatch):
+    """quiet_trial_failures relies on Tune logging a failed trial's traceback through
+    TUNE_CONTROLLER_LOGGER with TUNE_TRIAL_FAILED, and on the driver's error listener printing the
+    raylet's notices through `ray._private.worker.print_to_stdstream`, looked up by name at each
+    notice. Other lines still get through."""
+    import inspect
+    import logging
+
+    from ray._private import worker
+    from ray.tune.execution import tune_controller
+    assert tune_controller.logger.name == compat.TUNE_CONTROLLER_LOGGER
+    assert f'f"{compat.TUNE_TRIAL_FAILED} {{trial}}"' in inspect.getsource(tune_controller)
+    assert "print_to_stdstream(" in inspect.getsource(worker.listen_error_messages)
+    monkeypatch.setattr(worker, "print_to_stdstream", worker.print_to_stdstream)  # undone after the test
+    compat.quiet_trial_failures()
+    compat.quiet_trial_failures()  # twice: still one filter, one wrapper
+    record = logging.LogRecord(compat.TUNE_CONTROLLER_LOGGER, logging.ERROR, "", 0,
+                               "Trial task failed for trial run_trial_1", (), None)
+    filters = [f for f in logging.getLogger(compat.TUNE_CONTROLLER_LOGGER).filters if isinstance(f, compat._DropTold)]
+    assert len(filters) == 1 and not filters[0].filter(record)
+    worker.print_to_stdstream({"lines": ["A worker died or was killed while executing a task by an unexpected "
+                                         "system error. To troubleshoot ..."], "pid": "raylet", "is_err": False},
+                              ignore_prefix=False)
+    worker.print_to_stdstream({"lines": ["the node is low on disk"], "pid": "raylet", "is_err": False},
+                              ignore_prefix=False)
+    out = capsys.readouterr().out
+    assert "A worker died" not in out and "the node is low on disk" in out

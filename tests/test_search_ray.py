@@ -175,6 +175,12 @@ def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path
     printed = capsys.readouterr()
     assert "1 of 7 trials errored" in printed.err and "cuda:999" in printed.err
     exp_dir = storage / "asha"
+    # The trial that raised: a line when it was retried, and its end with the cause and the traceback's file.
+    errored = next(t.user_attrs["ray_trial_id"] for t in optuna_trials(exp_dir) if t.user_attrs["status"] == "error")
+    assert re.search(rf"^trial {errored}: it raised .*cuda:999.*; retried from the start \(restart 1 of 1\)$",
+                     printed.out, re.M), printed.out
+    assert re.search(rf"^\[\d/7\] trial {errored} error at step -: val_elbo_nats -; it raised .*cuda:999.*; "
+                     rf"traceback in {exp_dir}/run_trial_{errored}_\S+/error.txt$", printed.out, re.M), printed.out
 
     # Optuna: every trial told; the ones ASHA stopped are PRUNED at the step they reached; the
     # one whose loss went non-finite and the one that raised FAILED (and the search went on).
@@ -381,6 +387,15 @@ def test_a_killed_trial_worker_restarts_from_its_last_checkpoint(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out[-3000:]
+    # One line from the platform says which trial, what probably happened and that it was retried;
+    # Ray's notice, Tune's ERROR line and the ActorDiedError traceback stay in the trial's error.txt.
+    told = [line for line in out.splitlines() if "worker process died" in line]
+    assert len(told) == 1 and re.fullmatch(
+        r"trial \w+: its worker process died \(killed: the kernel's OOM killer, a signal, or a crash\); retried "
+        r"from its checkpoint at step \d+ \(restart 1 of 1\)", told[0]), out[-3000:]
+    assert "Traceback" not in out and "ERROR" not in out and "A worker died" not in out, out[-3000:]
+    assert "ActorDiedError" in next((storage / "crash").glob("run_trial_*/error.txt")).read_text() or \
+        "worker process has died" in next((storage / "crash").glob("run_trial_*/error.txt")).read_text()
 
     results = [json.loads(line) for f in (storage / "crash").glob("run_trial_*/result.json")
                for line in f.read_text().splitlines()]

@@ -109,8 +109,12 @@ def write_text(path: str, text: str) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
+        try:
+            tmp.write_text(text)
+            tmp.replace(target)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: the target keeps what it held, and no stray copy stays
+            raise
         return
     fs, fs_path = _fs(path)
     fs.create_dir(fs_path.rsplit("/", 1)[0], recursive=True)

@@ -70,6 +70,8 @@ class MlflowTracker:
         """status: FINISHED, KILLED (interrupted) or FAILED."""
         if self._callback is not None:
             self._callback.on_experiment_end([])  # results still batched: logged before the runs end
+        from .writer import close_open  # not at import: `python -m search.tracking.writer` imports this package
+        close_open()  # also a restored search's writer (Tune's copy of the callback), or one a fault left open
         if self.parent_run_id:
             runs.close_search(self.info.tracking_uri, self.parent_run_id, status,
                               note={"FINISHED": "finished", "KILLED": "interrupted"}.get(status, "failed"))

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -49,6 +50,18 @@ NOTICE_AFTER_S = 5.0
 # What each message does, for the warning when MLflow refuses it.
 WHAT = {"start": "start the run of", "recover": "record the restart of", "result": "log a result of",
         "exploit": "tag an exploitation of", "finish": "finish the run of"}
+
+
+# The writers this process started and has not closed. A search that a fault stopped (tune/faults.py)
+# leaves Tune's loop without Tune ending its callbacks, and a resumed search's callback is Tune's own
+# copy: the tracker closes them all this way before it ends the runs (mlflow_tracker.close).
+_OPEN: "weakref.WeakSet[TrackingWriter]" = weakref.WeakSet()
+
+
+def close_open() -> None:
+    """Close every writer still open in this process: what was sent to it is written first."""
+    for writer in list(_OPEN):
+        writer.close()
 
 
 class TrackingWriter:
@@ -82,6 +95,7 @@ class TrackingWriter:
         self._outbox.put(("open", self._args))
         self._feeder = threading.Thread(target=self._feed, name="mlflow-writer-feed", daemon=True)
         self._feeder.start()
+        _OPEN.add(self)
 
     def _feed(self) -> None:
         """Pickle what the callback sends down the writer's stdin, in order, one frame each; None ends
@@ -137,6 +151,7 @@ class TrackingWriter:
         except (IndexError, ValueError):
             pass
         self._process = self._feeder = None
+        _OPEN.discard(self)
 
 
 def serve() -> int:
@@ -190,7 +205,10 @@ def serve() -> int:
         runs.flush()
         runs.collect(wait=True)
     cpu = os.times()  # the painters' CPU too (children, ended and waited for by collect)
-    print(cpu.user + cpu.system + cpu.children_user + cpu.children_system, flush=True)
+    try:
+        print(cpu.user + cpu.system + cpu.children_user + cpu.children_system, flush=True)
+    except BrokenPipeError:  # the driver is gone (killed) and will not read it; what it sent is written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
     return 0
 
 

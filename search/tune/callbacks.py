@@ -27,6 +27,7 @@ from ..store.keys import LINEAGE_KEY
 from ..store.ledger import TrialRecord, append_records, error_line, read_records, write_records
 from ..store.outcome import Outcome
 from ..store.provenance import Signed, sign, stamps
+from .faults import stop_if_refused
 
 
 def known_stamps(folder: SearchFolder, known: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
@@ -86,7 +87,8 @@ class TrialLedger(Callback):
                 self._logged += len(self._changed)
             self._changed.clear()
             self._written_at = time.monotonic()
-        except OSError as e:  # a full disk or a storage hiccup must not stop the search; the next write retries
+        except OSError as e:  # a storage hiccup must not stop the search; the next write retries
+            stop_if_refused(self.folder.path, e)  # a full or read-only disk does (tune/faults.py)
             logger.warning("trial ledger not written (%s): %s", self.folder.ledger, e)
 
     def _write_all(self) -> None:
@@ -133,6 +135,7 @@ class TrialLedger(Callback):
         try:
             self._write_all()
         except OSError as e:
+            stop_if_refused(self.folder.path, e)
             logger.warning("trial ledger not written (%s): %s", self.folder.ledger, e)
 
 
@@ -173,7 +176,8 @@ class StateSigner(Callback):
                 # Only the files that changed are read again (Tune's snapshot; its tuner.pkl stays).
                 self._signed = sign(self.folder, self._signed)
                 self._listed_at = time.monotonic()
-        except OSError as e:  # a storage hiccup: the next step signs
+        except OSError as e:  # a storage hiccup: the next step signs; a full or read-only disk stops the search
+            stop_if_refused(self.folder.path, e)
             logger.warning("Tune's state not signed (%s): %s", self.folder.path, e)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..space import Space
 from ..store import storage
 from ..store.errors import RunError
-from .compat import quiet_token_notice, ray_loopback_only
+from .compat import quiet_token_notice, quiet_trial_failures, ray_loopback_only
 
 DEFAULT_STORAGE = "ray_results"
 
@@ -66,6 +66,7 @@ def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> 
         except ConnectionError as e:
             raise RunError(f"cannot connect to the Ray cluster at {address} ({str(e).splitlines()[0]}); is it "
                            f"running? (ray status)") from None
+        quiet_trial_failures()
         return
     num_cpus = os.cpu_count() or 1
     num_gpus = local_gpus() if num_gpus is None else num_gpus
@@ -79,6 +80,7 @@ def init_ray(address: str | None, space: Space, num_gpus: int | None = None) -> 
     quiet_token_notice()
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
              log_to_driver=True, configure_logging=True, logging_level="WARNING", logging_config=quiet_workers())
+    quiet_trial_failures()
 
 
 def quiet_workers():

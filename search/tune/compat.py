@@ -52,3 +52,46 @@ def quiet_token_notice() -> None:
     caches the mode in its C++ config at import.)"""
     import logging
     logging.getLogger(RAY_TOKEN_SETUP_LOGGER).setLevel(logging.ERROR)
+
+
+# What Ray prints on the driver's terminal about a trial's failure, which the platform says in one
+# line of its own (search/tune/faults.py, progress.py); the full text stays in the trial's error.txt
+# and Ray's session logs.
+# - Tune logs every failed trial's traceback at ERROR through this logger, with this message;
+TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+TUNE_TRIAL_FAILED = "Trial task failed for trial"
+# - the raylet's notices reach the driver through `ray._private.worker.print_to_stdstream`, which the
+#   driver's error listener looks up by name each time (pid "raylet"); no setting turns them off.
+RAYLET_NOTICES_TOLD = ("A worker died or was killed while executing a task",)
+
+
+class _DropTold:
+    """A logging filter: Tune's traceback of a failed trial (the platform tells it in one line)."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(TUNE_TRIAL_FAILED)
+
+
+def quiet_trial_failures() -> None:
+    """Keep Ray's tracebacks and notices of a failed trial off the terminal (the platform prints one
+    line for it, naming the trial, the probable cause and what happens next). Idempotent."""
+    import logging
+
+    from ray._private import worker
+    tune_logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
+    if not any(isinstance(f, _DropTold) for f in tune_logger.filters):
+        tune_logger.addFilter(_DropTold())
+    original = worker.print_to_stdstream
+    if getattr(original, "drops_told", False):
+        return
+
+    def print_untold(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") == "raylet":
+            lines = [line for line in data.get("lines", []) if not line.startswith(RAYLET_NOTICES_TOLD)]
+            if not lines:
+                return
+            data = {**data, "lines": lines}
+        original(data, ignore_prefix)
+
+    print_untold.drops_told = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_untold

@@ -2,10 +2,13 @@
 metric being optimised, and it prints a box of 30 lines for every result):
 
 - a line when a trial ends: how it ended, at which step, its best value, and the search's best so far;
+  for one that failed, what most likely happened (tune/faults.py) and where its traceback is;
+- a line when a failed trial is retried: what most likely happened, and from which step it goes on;
 - on a terminal, one status line redrawn in place (trials running and ended, the best so far and its
   trial, the time); in a log (a file, `ray job logs`), that line printed once a minute instead.
 
-Every line fits the terminal (80 columns or more).
+The status line fits the terminal (it is redrawn in place, so it must not wrap); the other lines are
+printed whole, so that a failed trial's line keeps the path of its traceback (a terminal wraps it).
 """
 from __future__ import annotations
 
@@ -18,9 +21,18 @@ from ray.tune import Callback
 
 from ..store.keys import STEP_KEY, better, is_finite
 from ..store.outcome import classify
+from .faults import describe, last_failure_text
 
 LOG_EVERY_S = 60.0
 REDRAW_EVERY_S = 0.5
+
+
+def say(line: str, stream: Optional[TextIO] = None) -> None:
+    """A line of the search's own, also while the status line is drawn on a terminal (the status line
+    is drawn again at the next step)."""
+    out = stream or sys.stdout
+    out.write(("\r\033[K" if out.isatty() else "") + line + "\n")
+    out.flush()
 
 
 def clock(seconds: float) -> str:
@@ -31,8 +43,9 @@ def clock(seconds: float) -> str:
 
 
 class Progress(Callback):
-    def __init__(self, metric: str, mode: str, total: int, stream: Optional[TextIO] = None):
+    def __init__(self, metric: str, mode: str, total: int, stream: Optional[TextIO] = None, max_failures: int = 0):
         self.metric, self.mode, self.total = metric, mode, total
+        self.max_failures = max_failures
         self.stream = stream
         self.started = time.monotonic()
         self.best: Optional[float] = None
@@ -65,7 +78,7 @@ class Progress(Callback):
     def _print(self, line: str) -> None:
         if self.tty and self._status_shown:
             self.out.write("\r\033[K")
-        self.out.write(line[:self._width()] + "\n")
+        self.out.write(line + "\n")
         self._status_shown = False
         self._redraw(force=True)
 
@@ -85,6 +98,7 @@ class Progress(Callback):
     def setup(self, **info: Any) -> None:
         self.started = time.monotonic()
         self._drawn_at = time.monotonic()  # the first status line in a log after a minute
+        self._counted = False
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
@@ -95,6 +109,14 @@ class Progress(Callback):
         if is_finite(value) and better(float(value), self.best, self.mode):
             self.best, self.best_at = float(value), (trial.trial_id, result.get(STEP_KEY))
         self._redraw()
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        failure = describe(last_failure_text(trial.error_file))
+        step = (trial.last_result or {}).get(STEP_KEY)
+        where = f"from its checkpoint at step {step}" if trial.checkpoint is not None and step else "from the start"
+        limit = getattr(self, "max_failures", 0)  # a search saved before this attribute
+        self._print(f"trial {trial.trial_id}: {failure.cause}; retried {where} (restart {trial.num_failures}"
+                    + (f" of {limit})" if limit > 0 else ")"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial, errored=False)
@@ -110,14 +132,31 @@ class Progress(Callback):
         value = last.get(self.metric)
         shown = f"{value:.2f}" if is_finite(value) else "-"
         lead = " (the best so far)" if self.best_at[0] == trial.trial_id else ""
+        if errored:  # why, and where the traceback is: the cause first, the line is cut to the terminal
+            failure = describe(last_failure_text(trial.error_file))
+            lead = f"; {failure.cause}; traceback in {trial_error_file(trial)}"
         self._print(f"[{self.ended}/{self.total}] trial {trial.trial_id} {outcome} at step {last.get(STEP_KEY, '-')}: "
                     f"{self.metric} {shown}{lead}")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if not getattr(self, "_counted", True):  # a resumed search: the trials that ended before count
+            self.ended = sum(1 for t in trials if t.status in ("TERMINATED", "ERROR"))
+            self.running = {t.trial_id for t in trials if t.status == "RUNNING"}
+            self._counted = True
         self._redraw()
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
+    def clear(self) -> None:
+        """Take the status line off the terminal (before the search's last lines)."""
         if self.tty and self._status_shown:
             self.out.write("\r\033[K")
             self.out.flush()
             self._status_shown = False
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.clear()
+
+
+def trial_error_file(trial: Any) -> str:
+    """Where a trial's error.txt is kept: its folder in the search's storage (Tune copies it there)."""
+    folder = getattr(trial, "path", None) or getattr(trial, "local_path", None) or ""
+    return f"{folder}/error.txt" if folder else "its error.txt"

@@ -34,6 +34,7 @@ from typing import Any
 
 from matnet.folders import RUN_CHECKPOINT, RUN_METRICS
 
+from ..store.disk import refused_write
 from ..store.keys import (ERROR_KEY, KL_PER_LAYER, LINEAGE_KEY, NODE_KEY, REPORT_TIME_KEY, SETUP_TIME_KEY, STATUS_KEY,
                           TRAIN_CALL_KEY, kl_key)
 from ..store.outcome import Outcome
@@ -94,6 +95,18 @@ def restore_checkpoint(run_dir: Path, trial_id: str) -> dict[str, Any] | None:
     if writer.get("trial_id") in (None, trial_id):
         return None
     return {"from_trial": writer["trial_id"], "step": writer.get("step")}
+
+
+# How long a trial whose storage refused a write (a full disk) waits before it fails. The driver stops
+# the whole search when the disk of its folder fills up (search/tune/faults.py), and the trial is then
+# continued by --resume from its last checkpoint; failing at once would use up its restarts
+# (experiment.max_failures) on a disk that is still full and end it as an error, which a resume does
+# not run again. A disk the driver does not watch (another node's scratch space) still fails it.
+REFUSED_WRITE_WAIT_S = 60.0
+
+
+def wait_to_be_stopped() -> None:
+    time.sleep(REFUSED_WRITE_WAIT_S)
 
 
 def run_trial(config: dict[str, Any], space: Any) -> None:
@@ -170,6 +183,10 @@ def _train_trial(config: dict[str, Any], space: Any, cfg: Any, trial_id: str, ru
 
     try:
         train(cfg, run_dir, report=report, progress=False, draw_figure=False)
+    except OSError as e:
+        if refused_write(e) is not None:
+            wait_to_be_stopped()
+        raise
     except NonFiniteLossError as e:
         # End this trial with a clear status; the search goes on. No checkpoint: the last good one
         # stays the trial's latest. The metric is NaN: ASHA ignores NaN when it ranks trials (an
