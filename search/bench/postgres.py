@@ -42,10 +42,18 @@ class Postgres:
     port: int
     user: str
     password: str
+    pg_ctl: tuple[str, ...] = ()  # how to run pg_ctl on this server's data folder (stop / start)
 
     def uri(self, database: str, password: bool = True, driver: str = "postgresql") -> str:
         secret = f":{self.password}" if password else ""
         return f"{driver}://{self.user}{secret}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        """Stop the server at once, dropping its connections (a crash, or an administrator's restart)."""
+        subprocess.run([*self.pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60, check=True)
+
+    def start(self) -> None:
+        subprocess.run([*self.pg_ctl, "-w", "-t", "60", "start"], capture_output=True, timeout=90, check=True)
 
 
 @contextlib.contextmanager
@@ -73,15 +81,20 @@ def postgres(databases: tuple[str, ...] = ("mlflow",)) -> Iterator[Postgres]:
 
     run(str(pg / "initdb"), "-D", str(data), "-U", "matnet", f"--pwfile={pwfile}", "--auth=scram-sha-256",
         "-E", "UTF8")
+    # The server's options, in its data folder, so that a restart (Postgres.start) listens where it did.
+    (data / "postgresql.auto.conf").write_text(f"listen_addresses = '127.0.0.1'\nport = {port}\n"
+                                               f"unix_socket_directories = '{root}'\nfsync = off\n")
+    if as_user:
+        shutil.chown(data / "postgresql.auto.conf", "postgres", "postgres")
+    pg_ctl = (*as_user, str(pg / "pg_ctl"), "-D", str(data), "-l", str(log))
     try:
-        run(str(pg / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start",
-            "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off")
+        run(*pg_ctl[len(as_user):], "-w", "-t", "60", "start")
         import psycopg
         with psycopg.connect(host="127.0.0.1", port=port, user="matnet", password=password, dbname="postgres",
                              autocommit=True) as conn:
             for name in databases:
                 conn.execute(f"CREATE DATABASE {name}")
-        yield Postgres(port, "matnet", password)
+        yield Postgres(port, "matnet", password, pg_ctl)
     finally:
         subprocess.run([*as_user, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                        capture_output=True, timeout=60)

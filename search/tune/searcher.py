@@ -30,6 +30,7 @@ from ..store.keys import ITERATION_KEY, STEP_KEY, is_finite
 from ..store.outcome import Outcome, classify
 from ..store.study import StudyRef
 from .compat import trial_of_number
+from .study_wait import patiently
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +72,11 @@ class OptunaSearcher(Searcher):
         """The study, connected on first use (also after unpickling); what was told before (steps
         reported, ends) is read back from it."""
         if self._study is None:
-            self._study = self.study_ref.load(self.sampler)
+            self._study = self._db(lambda: self.study_ref.load(self.sampler))
             self._live: dict[str, optuna.Trial] = {}      # Tune trial id -> Optuna trial (this process)
             self.steps_told: dict[str, set[int]] = {}     # steps with an intermediate value, per trial
             self.told: set[str] = set()                   # trials whose end Optuna knows
-            by_number = {t.number: t for t in self._study.get_trials(deepcopy=False)}
+            by_number = {t.number: t for t in self._db(lambda: self._study.get_trials(deepcopy=False))}
             for trial_id, number in self.trials.items():
                 frozen = by_number.get(number)
                 if frozen is None or frozen.state.is_finished():
@@ -107,8 +108,12 @@ class OptunaSearcher(Searcher):
 
     def _trial(self, trial_id: str) -> optuna.Trial:
         if trial_id not in self._live:
-            self._live[trial_id] = trial_of_number(self.study, self.trials[trial_id])
+            self._live[trial_id] = self._db(lambda: trial_of_number(self.study, self.trials[trial_id]))
         return self._live[trial_id]
+
+    def _db(self, call: Callable[[], Any]) -> Any:
+        """A call to the study's storage, waited through while its database does not answer (study_wait.py)."""
+        return patiently(self.study_ref.storage, call)
 
     # ---- Tune's Searcher interface ---------------------------------------------------------------
     def set_search_properties(self, metric: Optional[str], mode: Optional[str], config: dict, **spec: Any) -> bool:
@@ -119,15 +124,15 @@ class OptunaSearcher(Searcher):
         if trial_id in self.trials:
             return dict(self._trial(trial_id).params)
         for _ in range(MAX_INVALID_DRAWS):
-            trial = self.study.ask()
-            self.space(trial)
+            trial = self._db(self.study.ask)
+            self._db(lambda: self.space(trial))  # a parameter drawn before a lost connection is not drawn again
             problem = self._problem(trial.params)
             if problem is None:
                 self.trials[trial_id], self._live[trial_id] = trial.number, trial
-                trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)  # which Tune trial it is, from its start
+                self._db(lambda: trial.set_user_attr(RAY_TRIAL_ATTR, trial_id))  # which Tune trial it is
                 return dict(trial.params)
-            trial.set_user_attr("invalid", problem)
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._db(lambda: trial.set_user_attr("invalid", problem))
+            self._db(lambda: self.study.tell(trial, state=TrialState.FAIL))
             logger.warning("search: drew a config matnet cannot train (%s); drawing again", problem)
         logger.error("search: %d draws in a row made no trainable config; no more trials are started. Fix the space "
                      "(python -m search.run SPACE --dry-run shows what it draws)", MAX_INVALID_DRAWS)
@@ -157,12 +162,12 @@ class OptunaSearcher(Searcher):
         value = (result or {}).get(self.metric)
         if result:
             self._record(trial_id, result)  # the result the scheduler stopped it on never came through on_trial_result
-        trial.set_user_attr("status", str(outcome))
+        self._db(lambda: trial.set_user_attr("status", str(outcome)))
         if result and (STEP_KEY in result or ITERATION_KEY in result):
-            trial.set_user_attr("step_reached", self._step(result))
+            self._db(lambda: trial.set_user_attr("step_reached", self._step(result)))
         try:
-            self.study.tell(trial, float(value) if outcome is Outcome.COMPLETED else None,
-                            state=OPTUNA_STATE[outcome])
+            self._db(lambda: self.study.tell(trial, float(value) if outcome is Outcome.COMPLETED else None,
+                                             state=OPTUNA_STATE[outcome]))
         except Exception as exc:  # noqa: BLE001 - e.g. the study already holds this trial as finished
             logger.warning("Optuna refused the end of trial %s: %s", trial_id, exc)
         self.told.add(trial_id)
@@ -193,7 +198,8 @@ class OptunaSearcher(Searcher):
         step = self._step(result)
         told = self.steps_told.setdefault(trial_id, set())
         if step not in told:
-            self._trial(trial_id).report(float(value), step)
+            trial = self._trial(trial_id)
+            self._db(lambda: trial.report(float(value), step))
             told.add(step)
 
 
