@@ -120,3 +120,49 @@ def test_rays_failure_notices_are_where_compat_expects_them(capsys, monkeypatch)
                               ignore_prefix=False)
     out = capsys.readouterr().out
     assert "A worker died" not in out and "the node is low on disk" in out
+
+
+def test_the_gcs_lines_about_a_lost_nodes_placement_group_are_dropped_from_the_drivers_log(capsys, monkeypatch):
+    """`ray.init(log_to_driver=True)` binds print_to_stdstream into the dispatcher's "ray_print_logs"
+    handler; quiet_trial_failures re-binds it (once) through the filter, keeping its keywords."""
+    import functools
+    import inspect
+    import re
+
+    from ray._private import worker
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    assert re.search(rf'add_handler\(\s*"{compat.LOG_HANDLER}",\s*functools\.partial\(print_to_stdstream,',
+                     inspect.getsource(worker))
+    monkeypatch.setattr(worker, "print_to_stdstream", worker.print_to_stdstream)
+    original = worker.print_to_stdstream
+    monkeypatch.setattr(dispatcher, "handlers", [(compat.LOG_HANDLER, functools.partial(original, ignore_prefix=True)),
+                                                 ("other", lambda data: None)])
+    compat.quiet_trial_failures()
+    compat.quiet_trial_failures()
+    names = [name for name, _ in dispatcher.handlers]
+    assert sorted(names) == ["other", compat.LOG_HANDLER]
+    handler = dict(dispatcher.handlers)[compat.LOG_HANDLER]
+    assert handler.keywords == {"ignore_prefix": True} and handler.func.drops_told
+    gcs = "[2026-12-07 15:42:52,616 E 9285 9285] gcs_placement_group_scheduler.cc:273: Failed to remove 1 bundle(s) " \
+          "for placement group 83d2 at node 1a8f because the max retry count is reached."
+    dispatcher.emit({"lines": [gcs, "the GCS says something else"], "pid": "gcs_server", "is_err": True})
+    err = capsys.readouterr().err
+    assert "placement group" not in err and "the GCS says something else" in err
+
+
+def test_a_workers_sigterm_exit_printed_by_the_garbage_collector_is_dropped():
+    """Ray's worker handles SIGTERM (its `sigterm_handler`, in main_loop) by raising SystemExit."""
+    import inspect
+
+    from ray._private import worker
+    assert "def sigterm_handler(" in inspect.getsource(worker.Worker.main_loop)
+    block = ["Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f7dfc45e480>",
+             "Traceback (most recent call last):",
+             '  File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove', "    def _remove(item, selfref=ref(self)):",
+             "", '  File "ray/_private/worker.py", line 1063, in sigterm_handler',
+             "    raise_sys_exit_with_custom_error_message(", "SystemExit: 1"]
+    assert compat.without_sigterm_exit(["before", *block, "after"]) == ["before", "after"]
+    assert compat.without_sigterm_exit(block) == []
+    other = ["Exception ignored in: <function f>", "Traceback (most recent call last):", "ValueError: x", "SystemExit: 1"]
+    assert compat.without_sigterm_exit(other) == other  # not a SIGTERM's: kept
+    assert compat.without_sigterm_exit(["a line"]) == ["a line"]

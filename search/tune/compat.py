@@ -61,8 +61,15 @@ def quiet_token_notice() -> None:
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 TUNE_TRIAL_FAILED = "Trial task failed for trial"
 # - the raylet's notices reach the driver through `ray._private.worker.print_to_stdstream`, which the
-#   driver's error listener looks up by name each time (pid "raylet"); no setting turns them off.
-RAYLET_NOTICES_TOLD = ("A worker died or was killed while executing a task",)
+#   driver's error listener looks up by name each time (pid "raylet"); no setting turns them off. The
+#   GCS's error lines (pid "gcs_server") come through the same function, bound by `ray.init` into the
+#   handler "ray_print_logs" of `ray._private.ray_logging.global_worker_stdstream_dispatcher`: a lost
+#   node's placement group that cannot be cleaned up on it is one of them, and the platform has told
+#   that trial's node loss.
+NOTICES_TOLD = {"raylet": ("A worker died or was killed while executing a task",),
+                "gcs_server": ("bundle(s) for placement group",)}
+LOG_HANDLER = "ray_print_logs"
+SIGTERM_HANDLER = "in sigterm_handler"  # a worker's frame in the traceback of its SIGTERM (worker.main_loop)
 
 
 class _DropTold:
@@ -81,17 +88,48 @@ def quiet_trial_failures() -> None:
     tune_logger = logging.getLogger(TUNE_CONTROLLER_LOGGER)
     if not any(isinstance(f, _DropTold) for f in tune_logger.filters):
         tune_logger.addFilter(_DropTold())
-    original = worker.print_to_stdstream
-    if getattr(original, "drops_told", False):
-        return
+    if not getattr(worker.print_to_stdstream, "drops_told", False):
+        worker.print_to_stdstream = _untold(worker.print_to_stdstream)
+    _route_logs_through(worker.print_to_stdstream)
+
+
+def _untold(original):
+    """`original` (Ray's print_to_stdstream) less the notices the platform has told."""
 
     def print_untold(data: dict, ignore_prefix: bool) -> None:
-        if data.get("pid") == "raylet":
-            lines = [line for line in data.get("lines", []) if not line.startswith(RAYLET_NOTICES_TOLD)]
-            if not lines:
-                return
-            data = {**data, "lines": lines}
-        original(data, ignore_prefix)
+        told = NOTICES_TOLD.get(data.get("pid"))
+        lines = without_sigterm_exit(data.get("lines", []))
+        if told:
+            lines = [line for line in lines if not any(notice in line for notice in told)]
+        if not lines:
+            return
+        original({**data, "lines": lines}, ignore_prefix)
 
     print_untold.drops_told = True  # type: ignore[attr-defined]
-    worker.print_to_stdstream = print_untold
+    return print_untold
+
+
+def without_sigterm_exit(lines: list[str]) -> list[str]:
+    """`lines` less the "Exception ignored in ... SystemExit: 1" block of a Ray worker that was told to
+    exit (SIGTERM: its handler, SIGTERM_HANDLER, raises SystemExit) while the garbage collector ran a
+    weak reference's callback: Python cannot raise there and prints it (seen in a finished trial's
+    worker, 2026-12-07). The worker exits as it was told; nothing failed."""
+    start = next((i for i, line in enumerate(lines) if line.startswith("Exception ignored in")), None)
+    if start is None:
+        return lines
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("SystemExit")), None)
+    if end is None or not any(SIGTERM_HANDLER in line for line in lines[start:end]):
+        return lines
+    return lines[:start] + without_sigterm_exit(lines[end + 1:])
+
+
+def _route_logs_through(print_untold) -> None:
+    """Re-bind the driver's log handler, which `ray.init(log_to_driver=True)` bound to the original."""
+    import functools
+
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    for name, handler in list(dispatcher.handlers):
+        if name == LOG_HANDLER and isinstance(handler, functools.partial) and \
+                not getattr(handler.func, "drops_told", False):
+            dispatcher.remove_handler(name)
+            dispatcher.add_handler(name, functools.partial(print_untold, **handler.keywords))

@@ -7,7 +7,9 @@ happens next), while the tracebacks stay where Tune writes them: the trial's err
 | its worker process died (kill -9, the  | Ray's ActorDiedError: "worker process has   | checkpoint while          |
 | kernel's OOM killer, a crash)          | died"                                       | experiment.max_failures   |
 | Ray's memory monitor killed it         | "running low on memory"                     | allows, then it ends as   |
-| its node was lost                      | "node has died" / NodeDiedError             | an error (tune/progress)  |
+| its node was lost                      | "node has died" / NodeDiedError, Ray marks  | an error (tune/progress)  |
+|                                        | the node of its last report dead            |                           |
+| its worker stopped answering           | ActorUnavailableError (a node just lost)    |                           |
 | the search folder's disk full, over    | the room left under it, watched between     | the search stops at once; |
 | quota or read-only                     | Tune's steps; ENOSPC, EDQUOT, EROFS anywhere | --resume after the fix    |
 
@@ -56,15 +58,32 @@ def last_failure_text(error_file: Optional[str]) -> str:
     return text.rsplit("Failure # ", 1)[-1]
 
 
-def describe(text: str) -> Failure:
-    """What a trial's failure (its text, as Tune recorded it) most likely was."""
+def node_gone(node_id: Optional[str]) -> bool:
+    """Whether Ray has marked the node `node_id` (a trial's last report names it) dead."""
+    if not node_id:
+        return False
+    try:
+        import ray
+        return any(n.get("NodeID") == node_id and not n.get("Alive", True) for n in ray.nodes())
+    except Exception:  # noqa: BLE001 - no Ray to ask (a unit test, a driver shutting down): not known
+        return False
+
+
+def describe(text: str, node_lost: bool = False) -> Failure:
+    """What a trial's failure (its text, as Tune recorded it) most likely was; `node_lost` when Ray
+    says the node of its last report is dead."""
     refused = refused_in_text(text)
     if refused is not None:
         return Failure("disk", f"its storage refused a write ({REFUSALS[refused]})")
     if "running low on memory" in text or "OutOfMemoryError" in text:
         return Failure("memory", "Ray's memory monitor killed it (the node ran low on memory)")
-    if "node has died" in text or "NodeDiedError" in text or "node died" in text:
+    if node_lost or "node has died" in text or "NodeDiedError" in text or "node died" in text:
         return Failure("node", "its node was lost (it stopped, or stopped answering)")
+    if "ActorUnavailableError" in text or "actor is temporarily unavailable" in text:
+        # The connection to the worker closed before Ray learnt why: a node that was just lost (Ray
+        # marks it dead only after its health checks fail), or a worker cut off from the driver.
+        return Failure("node", "its worker stopped answering (the connection to it closed: its node lost, or its "
+                               "process cut off)")
     if "worker process has died" in text or "died unexpectedly" in text or "WorkerCrashedError" in text:
         return Failure("worker", "its worker process died (killed: the kernel's OOM killer, a signal, or a crash)")
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

@@ -19,9 +19,9 @@ from typing import Any, Optional, TextIO
 
 from ray.tune import Callback
 
-from ..store.keys import STEP_KEY, better, is_finite
+from ..store.keys import NODE_KEY, STEP_KEY, better, is_finite
 from ..store.outcome import classify
-from .faults import describe, last_failure_text
+from .faults import describe, last_failure_text, node_gone
 
 LOG_EVERY_S = 60.0
 REDRAW_EVERY_S = 0.5
@@ -111,7 +111,8 @@ class Progress(Callback):
         self._redraw()
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        failure = describe(last_failure_text(trial.error_file))
+        failure = describe(last_failure_text(trial.error_file),
+                           node_lost=node_gone((trial.last_result or {}).get(NODE_KEY)))
         step = (trial.last_result or {}).get(STEP_KEY)
         where = f"from its checkpoint at step {step}" if trial.checkpoint is not None and step else "from the start"
         limit = getattr(self, "max_failures", 0)  # a search saved before this attribute
@@ -133,7 +134,7 @@ class Progress(Callback):
         shown = f"{value:.2f}" if is_finite(value) else "-"
         lead = " (the best so far)" if self.best_at[0] == trial.trial_id else ""
         if errored:  # why, and where the traceback is: the cause first, the line is cut to the terminal
-            failure = describe(last_failure_text(trial.error_file))
+            failure = describe(last_failure_text(trial.error_file), node_lost=node_gone(last.get(NODE_KEY)))
             lead = f"; {failure.cause}; traceback in {trial_error_file(trial)}"
         self._print(f"[{self.ended}/{self.total}] trial {trial.trial_id} {outcome} at step {last.get(STEP_KEY, '-')}: "
                     f"{self.metric} {shown}{lead}")
