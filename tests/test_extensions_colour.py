@@ -49,8 +49,11 @@ def test_train_and_evaluate_a_colour_model(cifar_dir, tmp_path, likelihood, ar_l
     losses = [m["train_loss"] for m in lines]
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0], losses
-    for m in lines:  # bits per dimension of the discrete 8-bit data: between 0 and 8-ish
-        assert 0 < m["val_bpd"] < 10 and m["val_bpd"] == pytest.approx(bits_per_dim(m["val_elbo_nats"], (3, 32, 32)))
+    for m in lines:  # bits per dimension of the discrete 8-bit data, from the ELBO in nats
+        assert 0 < m["val_bpd"] and m["val_bpd"] == pytest.approx(bits_per_dim(m["val_elbo_nats"], (3, 32, 32)))
+    # Trained for 30 steps it is near a uniform model's 8 bits (the first evaluation, at the end of the
+    # 10-step warm-up, may be worse than uniform: the Gaussian's 13.0 bits at step 10, seed 0).
+    assert lines[-1]["val_bpd"] < 9
     assert (tmp_path / "run" / "kl_per_layer.png").stat().st_size > 0
 
     model, saved_cfg, _ = load_checkpoint(tmp_path / "run" / "checkpoint")
