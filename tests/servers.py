@@ -75,10 +75,10 @@ def postgres(database: str = "mlflow", more: tuple[str, ...] = ()) -> Iterator[s
 # ---- MLflow tracking server ---------------------------------------------------------------------
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path) -> Iterator[str]:
-    """`mlflow server` on 127.0.0.1 over `backend_uri`, serving artifacts from `artifacts`; yields
-    its http:// URI."""
-    port = free_port()
+def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 (at `port`, else a free one) over `backend_uri`, serving artifacts
+    from `artifacts`; yields its http:// URI."""
+    port = port or free_port()
     log = artifacts.parent / "mlflow-server.log"
     artifacts.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:

@@ -1,6 +1,7 @@
 """Faults a search meets end in one line from the platform and a folder that --resume finishes
 (search/tune/faults.py): the disk of the search folder filling up or going read-only mid-search,
-and the driver killed outright. Each is injected into a real small search; what the user sees and
+the driver killed outright, the study's database and the MLflow tracking server stopped for a while
+or for good. Each is injected into a real small search; what the user sees and
 what the three stores (trials.json, the Optuna study, MLflow) keep are checked. (A trial's worker
 killed, a trial that raises and a node lost are checked in test_search_ray.py and test_cluster.py.)
 """
@@ -24,7 +25,7 @@ from search.tune import faults
 from search.tune.faults import RoomWatch, SearchStopped, describe, stop_if_refused, stopped_by
 from tests import helpers
 from tests.helpers import ROOT, mlflow_runs, optuna_study
-from tests.servers import kill_tree
+from tests.servers import free_port, kill_tree, mlflow_server
 
 # ---- the classifier, on the texts Ray and Tune really write --------------------------------------
 # A trial's worker killed with SIGKILL (Tune's error.txt, Ray 2.60).
@@ -40,6 +41,8 @@ DISK_FULL = """ray::ImplicitFunc.train() (pid=3808, ip=127.0.0.1, actor_id=0f08,
     tune.report(flat, checkpoint=ckpt)
   File "pyarrow/error.pxi", line 92, in pyarrow.lib.check_status
 OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device"""
+UNAVAILABLE = """ray.exceptions.ActorUnavailableError: The actor f0904154 is unavailable: The actor is temporarily
+unavailable: RpcError: RPC error: Socket closed rpc_code: 14. The task may or may not have been executed on the actor."""
 RAISED = """ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)
   File "matnet/device.py", line 20, in resolve_device
     raise ConfigError(msg)
@@ -53,6 +56,10 @@ def test_each_failure_is_told_by_its_probable_cause():
     assert describe("Task was killed due to the node running low on memory.").kind == "memory"
     assert describe("The actor died because its node has died. Node Id: 3ab").kind == "node"
     assert describe("").cause == "it raised an error"
+    # A node SIGKILLed: the driver sees the connection close before Ray marks the node dead (CI, 2026-12-07).
+    assert describe(UNAVAILABLE).cause.startswith("its worker stopped answering (the connection to it closed")
+    assert describe(RAISED, node_lost=True).cause == "its node was lost (it stopped, or stopped answering)"
+    assert not faults.node_gone(None) and not faults.node_gone("0" * 56)  # no Ray here: not known, so not gone
 
 
 def test_a_refused_write_is_found_through_causes_and_text():
@@ -105,8 +112,12 @@ def test_the_room_watch_stops_a_search_whose_disk_is_nearly_full_or_read_only(tm
 
 
 # ---- real searches ---------------------------------------------------------------------------------
+TRIALS = 3
+
+
 def search_space(tmp_path: Path, name: str) -> Path:
-    space = helpers.small_space(name, n=3, steps=40, every=10, scheduler={"type": "none"})
+    """3 trials of 30 steps, reporting every 10, 2 at a time, none stopped early."""
+    space = helpers.small_space(name, n=TRIALS, steps=30, every=10, scheduler={"type": "none"})
     return helpers.write_space(tmp_path, name, space)
 
 
@@ -179,7 +190,7 @@ def resume_to_the_end(cmd: list[str], tmp_path: Path, exp_dir: Path, uri: str) -
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "WARNING" not in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
-    check_stores_agree(exp_dir, uri, 3)
+    check_stores_agree(exp_dir, uri, TRIALS)
     assert (exp_dir / "best" / "model.safetensors").is_file()
     assert not list(exp_dir.glob("*.tmp")), "a write the disk refused left a stray file"
 
@@ -249,14 +260,14 @@ def test_a_driver_killed_outright_is_resumed_with_every_trial_once(tmp_path):
     cmd = [sys.executable, "-m", "search.run", str(space), "--storage", str(storage), "--tracking-uri", uri]
     proc = start(cmd, tmp_path)
     try:
-        wait_for_results(storage / "killed", 5, proc)
+        wait_for_results(storage / "killed", 4, proc)
     finally:
         kill_tree(proc.pid)  # the driver and the Ray it started, at once
         proc.communicate(timeout=60)
     r = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    check_stores_agree(storage / "killed", uri, 3)
+    check_stores_agree(storage / "killed", uri, TRIALS)
 
 
 # ---- the study's database ---------------------------------------------------------------------------
@@ -330,7 +341,7 @@ def test_a_study_database_restarted_mid_search_is_waited_for(tmp_path):
         assert "Traceback" not in out and "ERROR" not in out, out[-3000:]
         said = [line for line in out.splitlines() if "study's database" in line]
         assert len(said) == 2 and "does not answer" in said[0] and "answers again" in said[1], out[-3000:]
-        check_stores_agree(tmp_path / "results" / "db", cmd[cmd.index("--tracking-uri") + 1], 3,
+        check_stores_agree(tmp_path / "results" / "db", cmd[cmd.index("--tracking-uri") + 1], TRIALS,
                            study=(study, pg.password))
 
 
@@ -349,5 +360,88 @@ def test_a_study_database_gone_for_good_stops_the_search_in_one_line_and_resume_
         assert "start it, then resume" in stop[0] and "Traceback" not in out and "ERROR" not in out, out[-3000:]
         r = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=800)
         assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-        check_stores_agree(tmp_path / "results" / "gone", cmd[cmd.index("--tracking-uri") + 1], 3,
+        check_stores_agree(tmp_path / "results" / "gone", cmd[cmd.index("--tracking-uri") + 1], TRIALS,
                            study=(study, pg.password))
+
+
+# ---- the tracking server ----------------------------------------------------------------------------
+def test_a_tracking_server_that_does_not_answer_through_the_retries_is_gone_and_sent_nothing_more(caplog):
+    from search.tracking.trial_runs import TrialRuns, unanswered
+    refused = RuntimeError("API request to http://h:5000/api/2.0/mlflow/runs/log-batch failed with exception "
+                           "HTTPConnectionPool(host='h', port=5000): Max retries exceeded with url: /api (Caused by "
+                           "NewConnectionError(\"Failed to establish a new connection: [Errno 111] Connection refused\"))")
+    assert unanswered(refused) == "connection refused" and unanswered(ValueError("bad metric")) is None
+    runs = TrialRuns.__new__(TrialRuns)  # only what safely() uses: no server to open runs on
+    runs.gone, runs.tracking_uri, calls = False, "http://h:5000", []
+
+    def send(error):
+        calls.append(error)
+        raise error
+    assert runs.safely("log a result of", send, ValueError("bad metric")) is None and not runs.gone
+    assert runs.safely("log a result of", send, refused) is None and runs.gone
+    assert runs.safely("log a result of", send, refused) is None and len(calls) == 2  # not sent again
+    told = [r.getMessage() for r in caplog.records]
+    assert told == ["MLflow: could not log a result of: bad metric",
+                    "MLflow: the tracking server at http://h:5000 does not answer (connection refused); the search "
+                    "goes on without it: its trials are in trials.json, and the MLflow runs stop here"], told
+
+
+def tracked_search(tmp_path: Path, name: str, uri: str) -> tuple[list[str], subprocess.Popen]:
+    space = search_space(tmp_path, name)
+    cmd = [sys.executable, "-m", "search.run", str(space), "--storage", str(tmp_path / "results"), "--tracking-uri", uri]
+    proc = start(cmd, tmp_path)
+    wait_for_results(tmp_path / "results" / name, 2, proc)
+    return cmd, proc
+
+
+def test_a_tracking_server_restarted_mid_search_loses_nothing(tmp_path):
+    """MLflow's client retries a request for about a minute (MLFLOW_HTTP_REQUEST_MAX_RETRIES=5, set by
+    the search): a server that is back within it gets every trial, as if it had never left."""
+    backend, artifacts, port = f"sqlite:///{tmp_path}/server.db", tmp_path / "artifacts", free_port()
+    with mlflow_server(backend, artifacts, port) as uri:
+        _, proc = tracked_search(tmp_path, "restarted", uri)
+    try:
+        time.sleep(15)  # the server is down; the search trains on
+        with mlflow_server(backend, artifacts, port):
+            out, _ = proc.communicate(timeout=600)
+            assert proc.returncode == 0, out[-3000:]
+            assert "Traceback" not in out and "ERROR" not in out and "WARNING" not in out, out[-3000:]
+            assert "does not answer" not in out, out[-3000:]
+            check_stores_agree(tmp_path / "results" / "restarted", uri, TRIALS)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc.pid)
+
+
+def test_a_tracking_server_gone_for_good_is_said_once_and_the_search_ends_with_everything_in_its_folder(tmp_path):
+    """The search trains on without it (its folder holds every trial and the best); it says so once
+    where the trials' runs stop and once at its end, never waiting minutes per request; search.export
+    logs the best once the server is back."""
+    backend, artifacts, port = f"sqlite:///{tmp_path}/server.db", tmp_path / "artifacts", free_port()
+    with mlflow_server(backend, artifacts, port) as uri:
+        _, proc = tracked_search(tmp_path, "gone", uri)
+    try:
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc.pid)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out and "ERROR" not in out and "WARNING" not in out, out[-3000:]
+    said = [line for line in out.splitlines() if "does not answer" in line]
+    assert len(said) == 2 and said[0] == f"MLflow: the tracking server at {uri} does not answer (connection refused); "\
+                                         f"the search goes on without it: its trials are in trials.json, and the MLflow "\
+                                         f"runs stop here", said
+    assert said[1].startswith(f"MLflow: the tracking server at {uri} does not answer; the search's end is not logged "
+                              f"there"), said
+    exp_dir = tmp_path / "results" / "gone"
+    ledger = json.loads((exp_dir / "trials.json").read_text())["trials"]
+    assert len(ledger) == TRIALS and all(r["outcome"] == "completed" for r in ledger.values())
+    assert (exp_dir / "best" / "model.safetensors").is_file() and (exp_dir / "summary.json").is_file()
+
+    with mlflow_server(backend, artifacts, port):
+        r = subprocess.run([sys.executable, "-m", "search.export", str(exp_dir), "--limit", "20", "--samples", "2"],
+                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+        _, parents, _ = mlflow_runs(uri)
+        assert len(parents) == 1 and "best_test_nll_nats" in parents[0].data.metrics, parents[0].data.metrics

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import runs
 from .context import dataset_input
+from .uri import answers
 
 SECTION = "mlflow"  # the space file's section that configures this back-end (search/space/schema.py)
 
@@ -24,6 +25,17 @@ class MlflowTracker:
         self.info = info              # search.json's SearchInfo: tracking_uri, parent_run_id, ...
         self.settings = settings      # the space file's mlflow: section
         self._callback: Any = None
+        self.gone = False             # the tracking server stopped answering: the search's end is not sent
+
+    def _answers(self) -> bool:
+        """Whether the tracking server answers now (asked before each of the search's last requests:
+        a server gone for good would cost a minute of MLflow's retries, and a warning each, per request)."""
+        if not self.gone and not answers(self.info.tracking_uri):
+            self.gone = True
+            print(f"MLflow: the tracking server at {self.info.tracking_uri} does not answer; the search's end is "
+                  f"not logged there (trials.json and summary.json hold it; python -m search.export "
+                  f"{self.info.storage}/{self.info.name} logs the best once it is back)", flush=True)
+        return not self.gone
 
     @property
     def parent_run_id(self) -> str | None:
@@ -57,6 +69,8 @@ class MlflowTracker:
                  importances: dict[str, float], checkpoint: Path) -> dict[str, Any]:
         """The export on the parent run; returns the model's URIs (summary.json keeps them)."""
         from .best import log_best
+        if not self._answers():
+            return {}
         registered = self.settings.registered_model
         name = self.info.mlflow_experiment if registered is None else registered
         return log_best(self.info.tracking_uri, self.parent_run_id, summary, figures, study_files, importances,
@@ -64,6 +78,8 @@ class MlflowTracker:
 
     def log_summary(self, text: str) -> None:
         from .best import log_summary
+        if not self._answers():
+            return
         log_summary(self.info.tracking_uri, self.parent_run_id, text)
 
     def close(self, status: str) -> None:
@@ -72,9 +88,11 @@ class MlflowTracker:
             self._callback.on_experiment_end([])  # results still batched: logged before the runs end
         from .writer import close_open  # not at import: `python -m search.tracking.writer` imports this package
         close_open()  # also a restored search's writer (Tune's copy of the callback), or one a fault left open
-        if self.parent_run_id:
+        if self.parent_run_id and self._answers():
             runs.close_search(self.info.tracking_uri, self.parent_run_id, status,
                               note={"FINISHED": "finished", "KILLED": "interrupted"}.get(status, "failed"))
 
-    def where(self) -> str:
+    def where(self) -> str | None:
+        if not self._answers():
+            return None  # said once, in _answers
         return f"mlflow: {runs.runs_table_hint(self.info.tracking_uri, self.parent_run_id)}"

@@ -31,12 +31,25 @@ MLFLOW_STATUS = {Outcome.COMPLETED: "FINISHED", Outcome.PRUNED: "FINISHED", Outc
                  Outcome.ERROR: "FAILED"}
 
 
+# How a request to a tracking server that is not there fails, once MLflow's retries are spent, and
+# what a person is told of it.
+UNANSWERED = {"Connection refused": "connection refused", "Read timed out": "no answer in time",
+              "Connection aborted": "connection cut", "Failed to establish a new connection": "no connection",
+              "Max retries exceeded": "no answer"}
+
+
+def unanswered(error: BaseException) -> str | None:
+    """Why a request of `error` had no answer (its words for a person), or None: it had one."""
+    return next((why for words, why in UNANSWERED.items() if words in str(error)), None)
+
+
 class TrialRuns:
     def __init__(self, tracking_uri: str, parent_run_id: str, space: Any, search_name: str, sample_images: int):
         self.parent_run_id = parent_run_id
         self.space = space
         self.search_name = search_name
         self.sample_images = sample_images
+        self.tracking_uri = tracking_uri
         self.client = client(tracking_uri)
         parent = self.client.get_run(parent_run_id)
         self.experiment_id = parent.info.experiment_id
@@ -45,6 +58,7 @@ class TrialRuns:
         self.last_iter: dict[str, int] = {}   # trial id -> last training_iteration logged or queued
         self.pending: dict[str, list[Any]] = {}  # trial id -> metrics to log
         self.painters = Painters(workers())      # the finished trials' figures (painters.py)
+        self.gone = False                        # the tracking server stopped answering for good
         for run in children(tracking_uri, parent_run_id):
             trial_id = run.data.tags.get(TRIAL_TAG)
             if not trial_id or trial_id in self.runs:
@@ -55,11 +69,24 @@ class TrialRuns:
                 self.last_iter[trial_id] = int(max((m.value for m in history), default=0))
 
     def safely(self, what: str, fn, *args: Any) -> Any:
-        """A tracking-server hiccup is logged, never allowed to stop the search."""
+        """A tracking-server hiccup is logged, never allowed to stop the search. A server that does not
+        answer through all of MLflow's retries (a minute: MLFLOW_HTTP_REQUEST_MAX_RETRIES, set by the
+        search) is gone: said once, and nothing more is sent to it, so the search does not wait a
+        minute per request for it (a search's end would otherwise wait hours)."""
+        if self.gone:
+            return None
         try:
             return fn(*args)
         except Exception as e:  # noqa: BLE001 - tracking is best effort for the search itself
-            logger.warning("MLflow: could not %s: %s", what, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            why = unanswered(e)
+            if why:
+                self.gone = True
+                logger.warning("MLflow: the tracking server at %s does not answer (%s); the search goes on without "
+                               "it: its trials are in trials.json, and the MLflow runs stop here",
+                               self.tracking_uri, why)
+            else:
+                logger.warning("MLflow: could not %s: %s", what, first)
             return None
 
     # ---- what the callback sends (writer.py calls these by name) ---------------------------------

@@ -80,6 +80,20 @@ def checked_tracking_uri(uri: str, cwd: str | None = None) -> str:
                            f"http(s)://HOST:PORT (a tracking server) or postgresql://USER@HOST/DB")
 
 
+def answers(uri: str) -> bool:
+    """Whether the tracking server or database at `uri` answers within ANSWER_WITHIN_S (a file store
+    is taken to: its disk is the search folder's, watched apart, tune/faults.py)."""
+    scheme = urllib.parse.urlparse(uri).scheme.split("+")[0].lower()
+    try:
+        if scheme in SERVER_SCHEMES:
+            _check_server(uri)
+        elif scheme in DATABASE_SCHEMES and scheme != "sqlite":
+            _check_database(uri)
+    except TrackingUriError:
+        return False
+    return True
+
+
 def _sqlite(uri: str, cwd: str | None) -> str:
     """sqlite:///relative.db -> sqlite:////absolute/relative.db, its folder present and writable."""
     path_part = uri.split(":///", 1)[1] if ":///" in uri else ""

@@ -23,6 +23,10 @@ def ray_session(address: str | None, space: Space, num_gpus: int | None, seconds
     # experiment link opens the GenAI overview; the search prints the runs table's once, at its end.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars of kilobytes, in the search's log
+    # A tracking server that does not answer: MLflow retries a request 7 times by default, about 4
+    # minutes with its backoff; 5 is about a minute, which still rides out a server's restart, and a
+    # server gone for good costs the search a minute, not 4 per request (tracking/trial_runs.py).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
     try:
         yield
     finally:
