@@ -2,11 +2,15 @@
 
     python -m matnet.bench [--device D] [--steps N] [--json PATH]   # training loop, step, IWAE speed
     python -m matnet.bench quality --minutes M [--json PATH]        # MatNet vs a one-latent-layer baseline
+    python -m matnet.bench presets [--presets P,Q] [--seeds 0,1,2]  # every preset trains under every budget form
 
-The measuring functions are in measure.py; the prepared GPU session is scripts/gpu_check.py.
+The measuring functions are in measure.py, the preset check in preset_check.py; the prepared GPU
+session is scripts/gpu_check.py.
 """
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -125,14 +129,32 @@ def quality(minutes: float, device: torch.device, samples: int, limit: int, out_
             **results}
 
 
+def seeds(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"--seeds {text!r}: give seeds >= 0, comma-separated, e.g. 0,1,2")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="python -m matnet.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("what", nargs="?", default="speed", choices=["speed", "quality"])
+    p.add_argument("what", nargs="?", default="speed", choices=["speed", "quality", "presets"])
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="also write the figures as JSON here")
-    p.add_argument("--steps", type=cli.at_least(0, "0: the device's default"), default=0,
-                   help="timed training steps (speed; default 10 on the CPU, 300 on CUDA)")
-    p.add_argument("--minutes", type=cli.positive_number, default=10.0, help="training wall time per model (quality)")
+    p.add_argument("--steps", type=cli.at_least(0, "0: the command's default"), default=0,
+                   help="timed training steps (speed; default 10 on the CPU, 300 on CUDA); steps of a short run "
+                        "(presets; default 30)")
+    p.add_argument("--minutes", type=cli.positive_number,
+                   help="training wall time per model (quality; default 10); of a run bounded by time (presets; "
+                        "default 1)")
+    p.add_argument("--presets", default="", help="presets: which ones (comma-separated; default all)")
+    p.add_argument("--seeds", default="0,1,2", help="presets: the seeds of each run (comma-separated)")
+    p.add_argument("--images", help="presets: the image folder of the presets that read one (faces-occluders)")
+    p.add_argument("--append", action="store_true",
+                   help="presets: add these runs to the --json file's (another set of presets or seeds)")
     p.add_argument("--samples", type=cli.at_least(1), default=1000, help="IWAE samples per test image (quality)")
     p.add_argument("--limit", type=cli.at_least(0, "0: all"), default=1000,
                    help="test images evaluated, a seeded sample spread over the test set (quality; 0: all)")
@@ -153,11 +175,20 @@ def main(argv: list[str] | None = None) -> int:
             cfg = preset("mnist-conv") if name == "matnet" else baseline_config()
             check_run_folder(Path(args.out) / name, cfg.override("data.data_dir", args.data_dir) if args.data_dir else cfg)
     device = resolve_device(args.device)
-    if args.what == "speed":
+    if args.what == "presets":
+        from .preset_check import check_presets, merge, preset_names, summary_table
+        r = check_presets(preset_names(args.presets), seeds(args.seeds), args.steps or 30, args.minutes or 1.0,
+                          str(device), args.data_dir, args.images)
+        r["command"] = ["python -m matnet.bench " + " ".join(argv if argv is not None else sys.argv[1:])]
+        if args.append and json_out is not None and json_out.exists():
+            r = merge(json.loads(json_out.read_text()), r)
+        print(summary_table(r))
+        print(f"passed: {', '.join(r['passed']) or 'none'}")
+    elif args.what == "speed":
         r = speed(device, args.steps or (300 if device.type == "cuda" else 10), args.data_dir)
         print_speed(r)
     else:
-        r = quality(args.minutes, device, args.samples, args.limit, Path(args.out), args.data_dir, models,
+        r = quality(args.minutes or 10.0, device, args.samples, args.limit, Path(args.out), args.data_dir, models,
                     args.subset_seed)
         first = r[models[0]]
         print(f"test IWAE on {caption(first['subset'], 'test set')} ({first['n_images']} images)")
