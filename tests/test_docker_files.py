@@ -89,7 +89,7 @@ def search_commands() -> list[tuple[str, str]]:
     for name in (*[f"docker/{r}" for r in RECIPES], "README.md", *DOCS):
         text = (ROOT / name).read_text().replace("\\\n", " ")
         text = re.sub(r"\n#\s+", " ", text)  # commands in comments continue on the next comment line
-        for match in re.finditer(r"python -m search\.run ([^\n`|;]*)", text):
+        for match in re.finditer(r"python -m search\.run ([^\n`|;)]*)", text):  # ")": a command in brackets
             if "[" not in match.group(1):  # not the usage synopsis
                 found.append((name, match.group(1)))
     return found
