@@ -137,7 +137,7 @@ def test_a_long_wait_at_close_is_announced_and_its_end_too_a_short_one_is_silent
     writer.close(notice_after_s=0.0, stream=said)  # the writer takes seconds to start: a wait past 0 s
     lines = said.getvalue().splitlines()
     assert len(lines) == 2 and "logging the trials' last figures and metrics" in lines[0], lines
-    assert lines[1].startswith("MLflow: logged them in ") and all(len(line) <= 80 for line in lines), lines
+    assert lines[1].startswith("MLflow: done in ") and all(len(line) <= 80 for line in lines), lines
     run = child_runs(uri, parent)["t1"]  # announced or not, all of it written
     assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, METRIC)] == [199.0]
 

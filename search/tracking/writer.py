@@ -145,7 +145,8 @@ class TrackingWriter:
         notice.join()
         if said:
             from ..tune.progress import clock  # the driver's side only: the status line's own format
-            _say(out_stream, f"MLflow: logged them in {clock(time.monotonic() - started)}")
+            # "done", not "logged": a tracking server gone for good (trial_runs.py) got none of them
+            _say(out_stream, f"MLflow: done in {clock(time.monotonic() - started)}")
         try:
             self.cpu_seconds += float(out.decode().split()[-1])
         except (IndexError, ValueError):
