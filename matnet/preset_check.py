@@ -116,7 +116,8 @@ def summary_table(result: dict[str, Any]) -> str:
     lines = ["| preset | budget | seeds trained | steps reached | warm-up (steps) | skipped updates |",
              "| --- | --- | --- | --- | --- | --- |"]
     runs = result["runs"]
-    for name in dict.fromkeys(r["preset"] for r in runs):
+    order = list(PRESETS)
+    for name in sorted({r["preset"] for r in runs}, key=lambda n: order.index(n) if n in order else len(order)):
         for form in FORMS:
             rows = [r for r in runs if r["preset"] == name and r["form"] == form]
             if not rows:
