@@ -110,11 +110,11 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 1e-3
     # Learning-rate warm-up: the rate rises linearly from lr / N to lr over the first N steps (0: none;
-    # -1: N = 2 / (1 - beta2), 200 steps for beta2 = 0.99, but at most a tenth of the run). Adam's
-    # first updates rest on a second-moment estimate of one or two gradients, so each weight moves by
-    # about +-lr whatever its gradient; in
-    # the MatNet's unnormalised residual stacks (eqs. 7, 9, 10) those moves compound into exploding
-    # states and KL spikes (README, "Training one model"). Configs written before this key run without.
+    # -1: N = 2 / (1 - beta2), 200 steps for beta2 = 0.99, but at most a tenth of the step budget and
+    # never under 10 steps: schedule.warmup_steps). Adam's first updates rest on a second-moment
+    # estimate of one or two gradients, so each weight moves by about +-lr whatever its gradient; in the
+    # MatNet's unnormalised residual stacks (eqs. 7, 9, 10) those moves compound into exploding states
+    # and KL spikes (docs/training.md). Configs written before this key run without.
     lr_warmup_steps: int = -1
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 1e-5  # L2, as the author's code
