@@ -225,7 +225,7 @@ def stopped_fit(folder: SearchFolder, seconds: float, reason: str) -> Fitted:
     except UntrustedStateError:
         try:
             sign(folder)
-        except OSError as e:  # the disk refused even this: the signatures of the save before stay
+        except OSError as e:  # neither the folder's disk nor the key's took them (provenance.sign)
             reason += f" (Tune's last state not signed: {e.strerror or e}; resume with --trust-state)"
     return Fitted(0, seconds, read_records(folder), "", reason)
 

@@ -62,6 +62,34 @@ def test_signed_state_verifies_and_any_change_is_refused(tmp_path):
         verify(folder)
 
 
+def test_signatures_a_read_only_folder_refuses_go_beside_the_key_and_a_resume_trusts_them(tmp_path, monkeypatch):
+    """Tune saved, then the folder's disk went read-only before the signatures of that save were
+    written (a fault test hit it, 2026-12-07): they go beside the key, and verify accepts them."""
+    import errno
+
+    from search.store import provenance, storage
+    tune_state(tmp_path / "s")
+    folder = SearchFolder(str(tmp_path / "s"))
+    sign(folder)
+    (tmp_path / "s" / "experiment_state-2026.json").write_text(json.dumps({"trial_data": [1]}))  # Tune's last save
+
+    def read_only(path, text):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+    with monkeypatch.context() as m:
+        m.setattr(storage, "write_text", read_only)
+        sign(folder)
+    assert provenance.aside_file(folder).is_file() and provenance.aside_file(folder).parent.parent == \
+        provenance.key_file().parent
+    verify(folder)  # the folder's own signatures are of the save before; the ones aside are of this one
+    (tmp_path / "s" / "tuner.pkl").write_bytes(pickle.dumps({"fine": 2}))
+    with pytest.raises(UntrustedStateError, match="tuner.pkl"):
+        verify(folder)
+    with monkeypatch.context() as m:  # any other failure to write is not set aside
+        m.setattr(storage, "write_text", lambda path, text: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+        with pytest.raises(OSError):
+            sign(SearchFolder(str(tmp_path / "s")))
+
+
 def test_a_signature_made_with_another_key_is_refused(tmp_path, monkeypatch):
     tune_state(tmp_path / "s")
     folder = SearchFolder(str(tmp_path / "s"))

@@ -8,7 +8,9 @@ write there, so before a resume the project checks that these files are exactly 
 run by this user wrote: every time Tune saves its state, an HMAC-SHA256 of each file, keyed with a
 secret kept outside the folder (MATNET_STATE_KEY_FILE, default ~/.config/matnet-search/state-key,
 mode 0600), is written to STORAGE/NAME/state-signatures.json. A file without a matching signature
-is refused, with one line; `--trust-state` resumes anyway (a folder you know is yours: e.g. one whose
+is refused, with one line. A folder whose disk refuses the signatures (it went read-only or full
+right after Tune's save) gets them beside the key instead (aside_file), which verify also reads.
+`--trust-state` resumes anyway (a folder you know is yours: e.g. one whose
 driver was killed with -9 after Tune's last save, or one started on another machine).
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Optional
 from matnet.folders import is_tune_state
 
 from . import storage
+from .disk import refused_write
 from .errors import UntrustedStateError
 from .folder import SearchFolder
 
@@ -69,27 +72,57 @@ def sign(folder: SearchFolder, known: Optional[Signed] = None) -> Signed:
     for name, stamp in sorted(stamps(folder).items()):
         earlier = known.get(name)
         signed[name] = (stamp, earlier[1] if earlier and earlier[0] == stamp else _digest(key, folder, name))
-    storage.write_text(folder.file(SIGNATURES), json.dumps({n: d for n, (_, d) in signed.items()}, indent=1) + "\n")
+    text = json.dumps({n: d for n, (_, d) in signed.items()}, indent=1) + "\n"
+    try:
+        storage.write_text(folder.file(SIGNATURES), text)
+    except OSError as e:
+        # A folder whose disk went read-only (or full) after Tune's last save: the signatures go beside
+        # the key instead, so that --resume, once the disk is back, can trust that save (verify).
+        if refused_write(e) is None or storage.is_uri(folder.path):
+            raise
+        aside = aside_file(folder)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        aside.write_text(text)
     return signed
+
+
+def aside_file(folder: SearchFolder) -> Path:
+    """Where a folder's signatures go when its disk refuses them: beside the key, named by the folder."""
+    return key_file().parent / "signatures" / (hashlib.sha256(folder.path.encode()).hexdigest()[:32] + ".json")
+
+
+def _signatures_aside(folder: SearchFolder) -> dict[str, Any]:
+    try:
+        found = json.loads(aside_file(folder).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def verify(folder: SearchFolder) -> None:
     """UntrustedStateError unless every state file Tune would read carries this key's signature."""
     files = _state_files(folder)
     hint = "Tune's resume unpickles it, which can run code; resume only a folder you trust, and then pass --trust-state"
-    if not storage.exists(folder.file(SIGNATURES)):
+    if not storage.exists(folder.file(SIGNATURES)) and not _signatures_aside(folder):
         raise UntrustedStateError(f"{folder.path}: Ray Tune's state there ({', '.join(files) or 'none'}) carries no "
                                   f"signature from a search run with this machine's key ({key_file()}); {hint}")
     try:
         signatures: Any = json.loads(storage.read_text(folder.file(SIGNATURES)))
     except (json.JSONDecodeError, UnicodeDecodeError):
         signatures = None
+    except FileNotFoundError:  # only the signatures aside (its disk refused the first of them)
+        signatures = {}
     if not isinstance(signatures, dict):
         raise UntrustedStateError(f"{folder.file(SIGNATURES)}: damaged; {hint}")
-    key = _key()
+    key, aside = _key(), None
     for name in files:
+        digest = _digest(key, folder, name)
         expected = signatures.get(name)
-        if not isinstance(expected, str) or not hmac.compare_digest(expected, _digest(key, folder, name)):
+        if isinstance(expected, str) and hmac.compare_digest(expected, digest):
+            continue
+        aside = _signatures_aside(folder) if aside is None else aside
+        expected = aside.get(name)
+        if not isinstance(expected, str) or not hmac.compare_digest(expected, digest):
             raise UntrustedStateError(f"{folder.file(name)}: not the file a search run with this machine's key "
                                       f"({key_file()}) saved (changed, or written elsewhere); {hint}")
 
