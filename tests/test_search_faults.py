@@ -42,7 +42,7 @@ DISK_FULL = """ray::ImplicitFunc.train() (pid=3808, ip=127.0.0.1, actor_id=0f08,
   File "pyarrow/error.pxi", line 92, in pyarrow.lib.check_status
 OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device"""
 UNAVAILABLE = """ray.exceptions.ActorUnavailableError: The actor f0904154 is unavailable: The actor is temporarily
-unavailable: RpcError: RPC error: Socket closed rpc_code: 14. The task may or may not have been executed on the actor."""
+unavailable: RpcError: RPC error: Socket closed rpc_code: 14. The task may or may not have been executed."""
 RAISED = """ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)
   File "matnet/device.py", line 20, in resolve_device
     raise ConfigError(msg)
@@ -135,8 +135,8 @@ def small_disk(path: Path, megabytes: int):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+def start(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = env or {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
@@ -195,18 +195,26 @@ def resume_to_the_end(cmd: list[str], tmp_path: Path, exp_dir: Path, uri: str) -
     assert not list(exp_dir.glob("*.tmp")), "a write the disk refused left a stray file"
 
 
-def stopped_mid_search(cmd: list[str], tmp_path: Path, exp_dir: Path, fault) -> str:
-    """Run the search until it has reported twice, inject `fault`, and return what it printed."""
-    from search.run import STOPPED_EXIT
-    proc = start(cmd, tmp_path)
+def run_with_fault(cmd: list[str], tmp_path: Path, exp_dir: Path, fault, env: dict[str, str] | None = None,
+                   timeout: float = 600) -> tuple[int, str]:
+    """Run the search until it has reported twice, inject `fault`, and return its exit status and
+    what it printed."""
+    proc = start(cmd, tmp_path, env)
     try:
         wait_for_results(exp_dir, 2, proc)
         fault()
-        out, _ = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == STOPPED_EXIT, out[-3000:]
+    return proc.returncode, out
+
+
+def stopped_mid_search(cmd: list[str], tmp_path: Path, exp_dir: Path, fault) -> str:
+    """What a search printed that `fault`, injected once it has reported twice, stopped."""
+    from search.run import STOPPED_EXIT
+    code, out = run_with_fault(cmd, tmp_path, exp_dir, fault, timeout=300)
+    assert code == STOPPED_EXIT, out[-3000:]
     return out
 
 
@@ -315,19 +323,6 @@ def search_on_postgres(tmp_path: Path, name: str, wait_s: int):
         yield cmd, env, pg, study
 
 
-def run_with_outage(cmd: list[str], env: dict[str, str], tmp_path: Path, exp_dir: Path, outage) -> tuple[int, str]:
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        wait_for_results(exp_dir, 2, proc)
-        outage()
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    return proc.returncode, out
-
-
 def test_a_study_database_restarted_mid_search_is_waited_for(tmp_path):
     """Optuna's study on a real PostgreSQL server, stopped for 15 s and started again: the search says
     so when it stops answering and when it answers again, waits, and finishes; nothing is lost."""
@@ -336,7 +331,7 @@ def test_a_study_database_restarted_mid_search_is_waited_for(tmp_path):
             pg.stop()
             time.sleep(15)
             pg.start()
-        code, out = run_with_outage(cmd, env, tmp_path, tmp_path / "results" / "db", restart)
+        code, out = run_with_fault(cmd, tmp_path, tmp_path / "results" / "db", restart, env)
         assert code == 0, out[-3000:]
         assert "Traceback" not in out and "ERROR" not in out, out[-3000:]
         said = [line for line in out.splitlines() if "study's database" in line]
@@ -351,7 +346,7 @@ def test_a_study_database_gone_for_good_stops_the_search_in_one_line_and_resume_
     from search.run import STOPPED_EXIT
     with search_on_postgres(tmp_path, "gone", wait_s=10) as (cmd, env, pg, study):
         try:
-            code, out = run_with_outage(cmd, env, tmp_path, tmp_path / "results" / "gone", pg.stop)
+            code, out = run_with_fault(cmd, tmp_path, tmp_path / "results" / "gone", pg.stop, env)
         finally:
             pg.start()
         assert code == STOPPED_EXIT, out[-3000:]
@@ -369,7 +364,8 @@ def test_a_tracking_server_that_does_not_answer_through_the_retries_is_gone_and_
     from search.tracking.trial_runs import TrialRuns, unanswered
     refused = RuntimeError("API request to http://h:5000/api/2.0/mlflow/runs/log-batch failed with exception "
                            "HTTPConnectionPool(host='h', port=5000): Max retries exceeded with url: /api (Caused by "
-                           "NewConnectionError(\"Failed to establish a new connection: [Errno 111] Connection refused\"))")
+                           "NewConnectionError(\"Failed to establish a new connection: [Errno 111] Connection "
+                           "refused\"))")
     assert unanswered(refused) == "connection refused" and unanswered(ValueError("bad metric")) is None
     runs = TrialRuns.__new__(TrialRuns)  # only what safely() uses: no server to open runs on
     runs.gone, runs.tracking_uri, calls = False, "http://h:5000", []
@@ -388,7 +384,8 @@ def test_a_tracking_server_that_does_not_answer_through_the_retries_is_gone_and_
 
 def tracked_search(tmp_path: Path, name: str, uri: str) -> tuple[list[str], subprocess.Popen]:
     space = search_space(tmp_path, name)
-    cmd = [sys.executable, "-m", "search.run", str(space), "--storage", str(tmp_path / "results"), "--tracking-uri", uri]
+    cmd = [sys.executable, "-m", "search.run", str(space), "--storage", str(tmp_path / "results"),
+           "--tracking-uri", uri]
     proc = start(cmd, tmp_path)
     wait_for_results(tmp_path / "results" / name, 2, proc)
     return cmd, proc
@@ -428,9 +425,9 @@ def test_a_tracking_server_gone_for_good_is_said_once_and_the_search_ends_with_e
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out and "ERROR" not in out and "WARNING" not in out, out[-3000:]
     said = [line for line in out.splitlines() if "does not answer" in line]
-    assert len(said) == 2 and said[0] == f"MLflow: the tracking server at {uri} does not answer (connection refused); "\
-                                         f"the search goes on without it: its trials are in trials.json, and the MLflow "\
-                                         f"runs stop here", said
+    assert len(said) == 2 and said[0] == (f"MLflow: the tracking server at {uri} does not answer (connection "
+                                          f"refused); the search goes on without it: its trials are in trials.json, "
+                                          f"and the MLflow runs stop here"), said
     assert said[1].startswith(f"MLflow: the tracking server at {uri} does not answer; the search's end is not logged "
                               f"there"), said
     exp_dir = tmp_path / "results" / "gone"
