@@ -39,6 +39,19 @@ def test_the_analysis_finds_the_steps_each_strategy_needed_to_reach_random_searc
     assert at_half == {"median": 121.0, "min": 119.0, "max": 150.0}
 
 
+def test_the_default_is_paired_with_random_asha_seed_by_seed():
+    results = [run("random+asha", 100, [[100, 120.0]], 110.0), run("random+asha", 101, [[100, 118.0]], 111.0),
+               run("random+asha", 102, [[100, 119.0]], 109.0),
+               run("tpe+asha", 102, [[100, 117.0]], 112.0), run("tpe+asha", 100, [[100, 121.0]], 108.0),
+               run("tpe+asha", 101, [[100, 118.0]], 110.0)]
+    rows = analyse(results, 100, "min")["strategies"]
+    wins = rows["tpe+asha"]["beats_random+asha"]
+    # val: lost 100, tied 101, won 102 -> 1.5 of 3; test NLL: won 100 and 101, lost 102 -> 2 of 3
+    assert wins["val"]["p"] == pytest.approx(0.5) and wins["test_nll"]["p"] == pytest.approx(2 / 3)
+    assert wins["val"]["n"] == 3 and "beats_random+asha" not in rows["random+asha"]
+    assert rows["tpe+asha"]["test_nll_iqm"]["iqm"] == pytest.approx(110.0)
+
+
 def test_a_run_file_takes_the_strategy_the_seed_and_no_time_limit():
     import yaml
     text = (ROOT / "spaces" / "compare.yaml").read_text()
@@ -68,11 +81,12 @@ export: {iwae_k: 2, limit: 10}
 def test_the_command_compares_real_searches_on_a_step_budget(tmp_path):
     (tmp_path / "small.yaml").write_text(SMALL)
     r = subprocess.run([sys.executable, "-m", "search.bench", "compare", str(tmp_path / "small.yaml"), "--seeds", "1",
-                        "--budget", "50", "--strategies", "random,tpe+asha-stock", "--json", str(tmp_path / "c.json"),
+                        "--first-seed", "100", "--budget", "50", "--strategies", "random,tpe+asha-stock", "--json", str(tmp_path / "c.json"),
                         "--plot", str(tmp_path / "c.png")], capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     report = json.loads((tmp_path / "c.json").read_text())
-    assert set(report["strategies"]) == {"random", "tpe+asha-stock"}
+    assert set(report["strategies"]) == {"random", "tpe+asha-stock"} and "--first-seed 100" in report["command"]
+    assert {r["seed"] for r in report["runs"]} == {100}
     for run_result in report["runs"]:
         assert run_result["spent"] >= 50 and run_result["curve"][-1][0] == run_result["spent"]
         assert 0 < run_result["test_nll_nats"] < 1000 and run_result["trials"]["total"] >= 3

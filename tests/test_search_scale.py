@@ -23,7 +23,7 @@ from pathlib import Path
 from search.bench import scale
 from search.bench.curves import load
 from search.bench.replay import replay_trainable
-from search.bench.simulate import curves_space
+from search.bench.curves import curves_space
 from search.bench.surrogate import Surrogate
 from search.run import SearchOptions, run_search
 

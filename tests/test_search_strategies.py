@@ -194,8 +194,8 @@ def test_a_new_strategy_is_one_module_and_every_entry_point_sees_it(tmp_path, mo
     the package's path) is a strategy of space files, --help, and the simulator, with no other edit."""
     import sys
 
-    from search.bench.curves import load
-    from search.bench.simulate import curves_space, simulate
+    from search.bench.curves import curves_space, load
+    from search.bench.simulate import simulate
     from search.bench.surrogate import Surrogate
     folder = tmp_path / "more_strategies"
     folder.mkdir()
@@ -212,8 +212,7 @@ def test_a_new_strategy_is_one_module_and_every_entry_point_sees_it(tmp_path, mo
         assert type(strategies.for_space(s).scheduler(s)).__name__ == "MedianStoppingRule"
         curves = load(ROOT / "docs" / "curves-compare.json")
         sim_space = curves_space(curves)
-        run = simulate(Surrogate(curves, sim_space, trees=20), sim_space, "random+median", 0, 6 * 160, 2,
-                       decision_time=False)
+        run = simulate(Surrogate(curves, sim_space, trees=20), sim_space, "random+median", 0, {"steps": 6 * 160}, 2)
         # The rule stopped some trials early, and the run kept to its budget of steps.
         assert run.trials.get("pruned", 0) > 0 and any(step < 160 for _, _, step in run.decisions), run.trials
         assert 6 * 160 <= run.curve[-1][0] <= 6 * 160 + 20

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
         from .curves import main as curves
         return curves(argv[1:])
     if command == "simulate":
-        from .simulate import main as simulate
+        from .simulate_many import main as simulate
         return simulate(argv[1:])
     if command == "scale":
         from .scale import main as scale

@@ -32,10 +32,10 @@ from ..space import Space, load_space
 from ..store.errors import RunError
 from ..store.keys import reaches
 from ..tune import strategies
-from . import spec
+from . import anytime, spec
 
 STOCK = "tpe+asha-stock"  # tpe+asha with Ray's stock OptunaSearch in place of the platform's searcher
-BASELINE, DEFAULT = "random", strategies.DEFAULT
+BASELINE, DEFAULT, RIVAL = "random", strategies.DEFAULT, "random+asha"
 
 
 def strategy_names() -> list[str]:
@@ -128,6 +128,20 @@ def best_at(result: RunResult, steps: float) -> float | None:
     return reached[-1] if reached else None
 
 
+def _paired(runs: list[RunResult], rival: list[RunResult], strategy: str, mode: str) -> dict[str, Any]:
+    """Seed by seed against the rival (random+asha): the share of pairs won on the best validation
+    value and on the test IWAE of the exported best (a tie counts half)."""
+    theirs = {r.seed: r for r in rival}
+    pairs = [(r, theirs[r.seed]) for r in runs if r.seed in theirs]
+    if strategy == RIVAL or not pairs:
+        return {}
+    val = [(a.final, b.final) for a, b in pairs if a.final is not None and b.final is not None]
+    test = [(a.test_nll_nats, b.test_nll_nats) for a, b in pairs
+            if a.test_nll_nats is not None and b.test_nll_nats is not None]
+    return {f"beats_{RIVAL}": {"val": anytime.paired_wins([a for a, _ in val], [b for _, b in val], mode),
+                               "test_nll": anytime.paired_wins([a for a, _ in test], [b for _, b in test], "min")}}
+
+
 def analyse(results: list[RunResult], budget: int, mode: str) -> dict[str, Any]:
     by_strategy: dict[str, list[RunResult]] = {}
     for r in results:
@@ -151,6 +165,11 @@ def analyse(results: list[RunResult], budget: int, mode: str) -> dict[str, Any]:
                                      "seeds_reaching": len(reached), "seeds": len(runs)},
             "test_nll_nats": _spread([r.test_nll_nats for r in runs if r.test_nll_nats is not None]),
             "trials": _spread([float(r.trials.get("total", 0)) for r in runs]),
+            # the field's summaries (anytime.py): IQM with a bootstrap 95% CI over seeds, and the seeds
+            # where this strategy's exported best beat the rival's run with the same seed
+            "final_best_iqm": anytime.summary([r.final for r in runs if r.final is not None]),
+            "test_nll_iqm": anytime.summary([r.test_nll_nats for r in runs if r.test_nll_nats is not None]),
+            **_paired(runs, by_strategy.get(RIVAL, []), strategy, mode),
             "curve": [[x, _spread([v for v in (best_at(r, x) for r in runs) if v is not None])] for x in grid],
         }
     verdict = None
@@ -179,6 +198,13 @@ def print_report(report: dict[str, Any], metric: str) -> None:
         steps += f" {s['seeds_reaching']}/{s['seeds']}"
         print(f"{strategy:<16} {fmt(b['median']):>8} [{fmt(b['min'])}-{fmt(b['max'])}] {steps:>22} "
               f"{fmt(t['median']):>8} [{fmt(t['min'])}-{fmt(t['max'])}] {row['trials']['median']:>7.0f}")
+    for strategy, row in report["strategies"].items():
+        pairs = row.get(f"beats_{RIVAL}")
+        if pairs and pairs["test_nll"].get("n"):
+            v, t = row["final_best_iqm"], row["test_nll_iqm"]
+            print(f"{strategy}: IQM best {fmt(v.get('iqm'))}, test NLL {fmt(t.get('iqm'))}; against {RIVAL} seed by "
+                  f"seed it won {pairs['val']['p']:.0%} of {pairs['val']['n']} pairs on the best value, "
+                  f"{pairs['test_nll']['p']:.0%} on test NLL")
     verdict = report.get("verdict")
     if verdict:
         print(f"\nthe platform's default ({DEFAULT}) reached random search's final best with "
@@ -230,13 +256,13 @@ def plot(report: dict[str, Any], metric: str, path: Path) -> Path:
 
 
 def compare(space_file: Path, seeds: int, budget: int, names: list[str], workdir: Path | None = None,
-            ) -> tuple[dict[str, Any], list[RunResult]]:
-    """Every strategy with seeds 0..seeds-1, one run at a time."""
+            first_seed: int = 0) -> tuple[dict[str, Any], list[RunResult]]:
+    """Every strategy with seeds first_seed..first_seed+seeds-1, one run at a time."""
     space = load_space(space_file)
     results = []
     with tempfile.TemporaryDirectory(prefix="matnet-compare-") as tmp:
         base = workdir or Path(tmp)
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             for strategy in names:
                 print(f"compare: {strategy}, seed {seed} ...", flush=True)
                 results.append(run_one(space_file, strategy, seed, budget, base))
@@ -254,7 +280,9 @@ def main(argv: list[str]) -> int:
     p = ArgumentParser(prog="python -m search.bench compare",
                                 description="search strategies side by side on the same compute")
     p.add_argument("space", help="a search-space YAML whose trials take seconds (e.g. spaces/compare.yaml)")
-    p.add_argument("--seeds", type=int, default=3, help="runs per strategy (seeds 0..N-1)")
+    p.add_argument("--seeds", type=int, default=3, help="runs per strategy (seeds FIRST..FIRST+N-1)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="the first seed (default 0; strategies were tuned on seeds 0-19: seeds from 100 are new)")
     p.add_argument("--budget", type=int, required=True, help="training steps per run, all trials together")
     p.add_argument("--strategies", default=",".join(strategy_names()),
                    help=f"comma-separated, from {', '.join(strategy_names())} (default: all); NAME[section.key=value;...] "
@@ -267,15 +295,16 @@ def main(argv: list[str]) -> int:
     unknown = [s for s in strategies if s.partition("[")[0] not in strategy_names()]
     if unknown or not strategies:
         raise RunError(f"--strategies {args.strategies!r}: use some of {', '.join(strategy_names())}")
-    if args.seeds < 1 or args.budget < 1:
-        raise RunError("--seeds and --budget must be at least 1")
+    if args.seeds < 1 or args.budget < 1 or args.first_seed < 0:
+        raise RunError("--seeds and --budget must be at least 1, --first-seed at least 0")
     for out in (args.json, args.plot):
         if out and not Path(out).resolve().parent.is_dir():
             raise RunError(f"{out}: its folder does not exist; create it first")
     keep = Path(args.keep).resolve() if args.keep else None
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-    report, results = compare(Path(args.space), args.seeds, args.budget, strategies, keep)
+    report, results = compare(Path(args.space), args.seeds, args.budget, strategies, keep, args.first_seed)
+    report["command"] = "python -m search.bench compare " + " ".join(argv)
     metric = load_space(args.space).settings.experiment.metric
     print_report(report, metric)
     if args.json:

@@ -111,6 +111,12 @@ def load(path: str | Path) -> CurveSet:
         raise CurvesError(f"{path}: a damaged curves file ({e}); record it again") from None
 
 
+def curves_space(curves: CurveSet) -> Any:
+    """The space the curves were recorded from, as it was then (its text is in the curves file)."""
+    from ..space import load_space
+    return load_space(curves.space_file, text=curves.space_text)
+
+
 # ---- recording ---------------------------------------------------------------------------------------
 def draws(space: Any, n: int, seed: int) -> Iterator[tuple[int, dict[str, Any]]]:
     """(draw number, params) of configurations matnet can train, drawn at random from the space;

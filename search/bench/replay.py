@@ -38,8 +38,7 @@ def replay_trial(config: dict[str, Any], metric: str, model: Any, seed: int, tim
                  checkpoint_template: Optional[str]) -> None:
     from ray import tune
 
-    from .simulate import trial_seed
-    reports = model.curve(config, trial_seed(config, seed))
+    reports = model.curve(config, seed)
     full_steps = int(model.steps[-1])
     started = time.monotonic()
     for i, report in enumerate(reports):

@@ -152,7 +152,7 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path, kee
 
     from .curves import load
     from .replay import replay_trainable
-    from .simulate import curves_space
+    from .curves import curves_space
     from .surrogate import Surrogate
 
     curves = load(CURVES)

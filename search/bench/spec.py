@@ -19,8 +19,14 @@ def parse(spec: str) -> tuple[str, list[tuple[str, str, Any]]]:
     return name.strip(), changes
 
 
-def apply(raw: dict[str, Any], changes: list[tuple[str, str, Any]]) -> dict[str, Any]:
-    """The parsed space file `raw` with the changes made (sections copied, not shared)."""
+def apply(raw: dict[str, Any], changes: list[tuple[str, str, Any]], name: str | None = None) -> dict[str, Any]:
+    """The parsed space file `raw` with the changes made (sections copied, not shared). A change of
+    `strategy.OPTION` makes `strategy` the mapping {name: NAME, OPTION: value} (NAME: `name`)."""
     for section, setting, value in changes:
-        raw[section] = {**(raw.get(section) or {}), setting: value}
+        current = raw.get(section) or {}
+        if section == "strategy" and not isinstance(current, dict):
+            current = {"name": current or name}
+        if section == "strategy" and name is not None:
+            current = {**current, "name": name}
+        raw[section] = {**current, setting: value}
     return raw

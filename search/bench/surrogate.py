@@ -18,7 +18,10 @@ measured. The strategy simulator (simulate.py) trains its trials on it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -88,7 +91,16 @@ class Prediction:
     p_diverge: float
 
 
+def trial_seed(params: dict[str, Any], seed: int) -> int:
+    """The noise seed of a trial: from its parameters and the search's seed, so that a real search
+    replaying the same curves (replay.py) draws the same curve for the same configuration."""
+    text = json.dumps(params, sort_keys=True, default=str) + f"#{seed}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
 class Surrogate:
+    kind = "surrogate"
+
     def __init__(self, curves: CurveSet, space: Any, seed: int = 0, trees: int = 200):
         from sklearn.ensemble import ExtraTreesRegressor, RandomForestClassifier
 
@@ -122,6 +134,11 @@ class Surrogate:
         self.diverge_at = [next((i for i, r in enumerate(c.reports) if r.value is None), len(c.reports))
                            for c in main if _diverged(c)] or [n - 1]
         self.noise = noise_curves(curves, n)
+        # What a returned configuration is scored against (simulate.py): the predicted final values of
+        # the recorded configurations, and a full trial's recorded seconds.
+        finals = sorted(float(math.exp(p.log_values[-1])) for p in self.predict([c.params for c in main]))
+        self.best_true, self.median_true, self.worst_true = finals[0], statistics.median(finals), finals[-1]
+        self.full_seconds = statistics.median(sum(r.seconds for r in c.reports) for c in timed)
 
     def predict(self, params: list[dict[str, Any]]) -> list[Prediction]:
         x = self.encoder.matrix(params)
@@ -134,11 +151,12 @@ class Surrogate:
             p = np.zeros(len(params))
         return [Prediction(values[i], np.maximum(seconds[i], 1e-3), float(p[i])) for i in range(len(params))]
 
-    def curve(self, params: dict[str, Any], trial_seed: int) -> list[Report]:
-        """A trial's curve: the prediction, one recorded seed's deviation, and (with the predicted
-        probability) a divergence at a recorded report: a non-finite value there, none after."""
+    def curve(self, params: dict[str, Any], seed: int) -> list[Report]:
+        """A trial's curve in a search with seed `seed`: the prediction, one recorded seed's deviation
+        (drawn by the trial's parameters and `seed`), and (with the predicted probability) a divergence
+        at a recorded report: a non-finite value there, none after."""
         pred = self.predict([params])[0]
-        rng = np.random.default_rng(trial_seed)
+        rng = np.random.default_rng(trial_seed(params, seed))
         log_values = pred.log_values + (self.noise[rng.integers(len(self.noise))] if len(self.noise) else 0.0)
         cut = len(self.steps)
         if rng.random() < pred.p_diverge:
@@ -150,6 +168,13 @@ class Surrogate:
             if value is None:
                 break
         return reports
+
+
+    def true_value(self, params: dict[str, Any], step: int) -> float:
+        """The predicted value of `params` at `step`'s report, without noise: what the surrogate says
+        the configuration is worth."""
+        k = self.steps.index(step) if step in self.steps else len(self.steps) - 1
+        return float(math.exp(self.predict([params])[0].log_values[k]))
 
 
 def forest_mean(forest: Any, x: np.ndarray, normalize: bool = False) -> np.ndarray:
