@@ -52,6 +52,27 @@ def test_the_default_is_paired_with_random_asha_seed_by_seed():
     assert rows["tpe+asha"]["test_nll_iqm"]["iqm"] == pytest.approx(110.0)
 
 
+def test_a_comparison_goes_on_from_its_json_and_refuses_another_budget(tmp_path, monkeypatch):
+    from search.bench import compare as cmp
+    from search.store.errors import RunError
+    ran = []
+
+    def fake_run(space_file, strategy, seed, budget, workdir):
+        ran.append((strategy, seed))
+        return run(strategy, seed, [[budget, 120.0 + seed]], 110.0)
+
+    monkeypatch.setattr(cmp, "run_one", fake_run)
+    out = tmp_path / "c.json"
+    space = ROOT / "spaces" / "compare.yaml"
+    cmp.compare(space, 1, 100, ["random", "random+asha"], first_seed=100, out=out)
+    assert ran == [("random", 100), ("random+asha", 100)] and len(json.loads(out.read_text())["runs"]) == 2
+    report, results = cmp.compare(space, 2, 100, ["random", "random+asha"], first_seed=100, out=out)
+    assert ran[2:] == [("random", 101), ("random+asha", 101)] and len(results) == 4
+    assert [r["seed"] for r in json.loads(out.read_text())["runs"]] == [100, 100, 101, 101]
+    with pytest.raises(RunError, match="another space or budget"):
+        cmp.compare(space, 2, 200, ["random"], first_seed=100, out=out)
+
+
 def test_a_run_file_takes_the_strategy_the_seed_and_no_time_limit():
     import yaml
     text = (ROOT / "spaces" / "compare.yaml").read_text()
