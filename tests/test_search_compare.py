@@ -57,7 +57,7 @@ def test_a_comparison_goes_on_from_its_json_and_refuses_another_budget(tmp_path,
     from search.store.errors import RunError
     ran = []
 
-    def fake_run(space_file, strategy, seed, budget, workdir):
+    def fake_run(space_file, strategy, seed, budget, workdir, defaults=False):
         ran.append((strategy, seed))
         return run(strategy, seed, [[budget, 120.0 + seed]], 110.0)
 
@@ -81,6 +81,9 @@ def test_a_run_file_takes_the_strategy_the_seed_and_no_time_limit():
     assert "type" not in raw["scheduler"] and raw["scheduler"]["reduction_factor"] == 3
     assert raw["experiment"]["name"] == "random-asha-seed3" and raw["experiment"]["time_budget_s"] == 0
     assert raw["mlflow"] == {"enabled": False}
+    # --default-settings: the strategy as a space that sets none gets it (the schema's defaults)
+    raw = yaml.safe_load(variant(text, "tpe+asha[scheduler.grace_period=3]", 3, defaults=True))
+    assert raw["scheduler"] == {"grace_period": 3} and raw["sampler"] == {"seed": 3}
 
 
 SMALL = """\

@@ -46,12 +46,15 @@ def run_name(strategy: str, seed: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", strategy).strip("-") + f"-seed{seed}"
 
 
-def variant(text: str, strategy: str, seed: int) -> str:
+def variant(text: str, strategy: str, seed: int, defaults: bool = False) -> str:
     """The space file of one run: the strategy (NAME, or NAME[section.key=value;...] with its settings
     changed, as search.bench simulate takes it), the seed, no MLflow, no time limit (the step budget
-    ends it) and trials enough for any budget."""
+    ends it) and trials enough for any budget; `defaults`: the file's own strategy settings dropped
+    first (spec.schema_defaults)."""
     name, changes = spec.parse(strategy)
     raw = yaml.safe_load(text)
+    if defaults:
+        spec.schema_defaults(raw)
     raw["experiment"] = {**raw["experiment"], "name": run_name(strategy, seed), "num_samples": 100000,
                          "time_budget_s": 0}
     raw["strategy"] = DEFAULT if name == STOCK else name
@@ -70,7 +73,8 @@ def stock_searcher(space: Space):
                         sampler=strategies.get(DEFAULT).sampler(space))
 
 
-def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Path) -> RunResult:
+def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Path,
+            defaults: bool = False) -> RunResult:
     from ..run import SearchOptions, run_search
     from ..store.folder import SearchFolder
     from ..store.ledger import read_records
@@ -79,7 +83,7 @@ def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Pa
 
     name = run_name(strategy, seed)
     path = workdir / f"{name}.yaml"
-    path.write_text(variant(space_file.read_text(), strategy, seed))
+    path.write_text(variant(space_file.read_text(), strategy, seed, defaults))
     space = load_space(path, cwd=str(space_file.resolve().parent))
     experiment = space.settings.experiment
     stop = StepBudget(budget, experiment.metric, experiment.mode, workdir / f"{name}.budget.json")
@@ -95,7 +99,8 @@ def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Pa
 
 
 def compare(space_file: Path, seeds: int, budget: int, names: list[str], workdir: Path | None = None,
-            first_seed: int = 0, out: Path | None = None) -> tuple[dict[str, Any], list[RunResult]]:
+            first_seed: int = 0, out: Path | None = None, defaults: bool = False,
+            ) -> tuple[dict[str, Any], list[RunResult]]:
     """Every strategy with seeds first_seed..first_seed+seeds-1, one run at a time. With `out`, the
     report is rewritten after every run, and the runs an earlier command already wrote there (the same
     space, the same budget) are kept, not run again: a comparison that stopped, or one given more
@@ -111,7 +116,7 @@ def compare(space_file: Path, seeds: int, budget: int, names: list[str], workdir
                 if (strategy, seed) in done:
                     continue
                 print(f"compare: {strategy}, seed {seed} ...", flush=True)
-                results.append(run_one(space_file, strategy, seed, budget, base))
+                results.append(run_one(space_file, strategy, seed, budget, base, defaults))
                 if out is not None:
                     write_text(out, to_json({**analyse(results, budget, mode), "space_text": space.raw_text}, results))
     return {**analyse(results, budget, mode), "space_text": space.raw_text}, results
@@ -153,6 +158,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", help="write the report and every run's curve as JSON, after every run; a comparison "
                                   "of the same space and budget already there is continued")
     p.add_argument("--plot", help="write the best value against the steps spent as PNG")
+    p.add_argument("--default-settings", action="store_true",
+                   help="each strategy with the schema's default settings (as a space that sets none gets it), not "
+                        "the space file's sampler/scheduler settings; NAME[...] changes apply on top")
     p.add_argument("--keep", help="keep the runs' search folders under this folder (default: a temporary one)")
     args = p.parse_args(argv)
     strategies = [s.strip().replace(";", ",") for s in args.strategies.split(",") if s.strip()]
@@ -168,7 +176,8 @@ def main(argv: list[str]) -> int:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
     out = Path(args.json) if args.json else None
-    report, results = compare(Path(args.space), args.seeds, args.budget, strategies, keep, args.first_seed, out)
+    report, results = compare(Path(args.space), args.seeds, args.budget, strategies, keep, args.first_seed, out,
+                              args.default_settings)
     report["command"] = "python -m search.bench compare " + " ".join(argv)
     metric = load_space(args.space).settings.experiment.metric
     print_report(report, metric)

@@ -13,17 +13,19 @@ from typing import Any
 MODELS = ("table", "surrogate")
 
 
-def variant_space(space: Any, spec: str) -> tuple[str, Any]:
+def variant_space(space: Any, spec: str, defaults: bool = False) -> tuple[str, Any]:
     """`NAME` or `NAME[section.key=value,...]` (e.g. tpe+asha[scheduler.grace_period=2]): the registered
-    strategy and the space with those settings changed, for trying a strategy's settings."""
+    strategy and the space with those settings changed, for trying a strategy's settings; `defaults`:
+    the space file's own strategy settings dropped first (spec.schema_defaults)."""
     import yaml
 
     from ..space import load_space
     from . import spec as specs
     name, changes = specs.parse(spec)
-    if not changes:
+    if not changes and not defaults:
         return name, space
-    raw = specs.apply(yaml.safe_load(space.raw_text), changes, name)
+    raw = yaml.safe_load(space.raw_text)
+    raw = specs.apply(specs.schema_defaults(raw) if defaults else raw, changes, name)
     return name, load_space(space.path, text=yaml.safe_dump(raw, sort_keys=False))
 
 
@@ -38,7 +40,7 @@ def make_model(curves: Any, space: Any, kind: str, table_seeds: int = 3, trees: 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(curves_path: str, kind: str, table_seeds: int) -> None:
+def _init_worker(curves_path: str, kind: str, table_seeds: int, defaults: bool) -> None:
     import optuna
     import torch
 
@@ -47,13 +49,13 @@ def _init_worker(curves_path: str, kind: str, table_seeds: int) -> None:
     torch.set_num_threads(1)  # a process per core: the GP sampler's torch must not take the other cores
     curves = load(curves_path)
     space = curves_space(curves)
-    _WORKER.update(space=space, model=make_model(curves, space, kind, table_seeds))
+    _WORKER.update(space=space, model=make_model(curves, space, kind, table_seeds), defaults=defaults)
 
 
 def _run_one(task: tuple[str, int, dict[str, float], int, bool]) -> Any:
     from .simulate import simulate
     spec, seed, budget, workers, decision_time = task
-    name, space = variant_space(_WORKER["space"], spec)
+    name, space = variant_space(_WORKER["space"], spec, _WORKER["defaults"])
     run = simulate(_WORKER["model"], space, name, seed, budget, workers, decision_time)
     run.strategy = spec
     run.decisions = []  # not sent back: the parity test reads them in-process
@@ -62,7 +64,7 @@ def _run_one(task: tuple[str, int, dict[str, float], int, bool]) -> Any:
 
 def simulate_many(curves_path: str, specs: list[str], seeds: list[int], budget: dict[str, float], workers: int,
                   jobs: int, kind: str = "table", table_seeds: int = 3, decision_time: bool = False,
-                  progress: bool = True) -> list[Any]:
+                  defaults: bool = False, progress: bool = True) -> list[Any]:
     """Every strategy x seed until the largest budget (in every unit given), `jobs` processes at once
     (each builds the model once). A strategy does not know its budget, so a run cut at a smaller
     budget is that budget's run."""
@@ -71,7 +73,8 @@ def simulate_many(curves_path: str, specs: list[str], seeds: list[int], budget: 
     from tqdm import tqdm
 
     tasks = [(spec, seed, budget, workers, decision_time) for seed in seeds for spec in specs]
-    with multiprocessing.get_context("fork").Pool(jobs, _init_worker, (curves_path, kind, table_seeds)) as pool:
+    setup = (curves_path, kind, table_seeds, defaults)
+    with multiprocessing.get_context("fork").Pool(jobs, _init_worker, setup) as pool:
         return list(tqdm(pool.imap(_run_one, tasks), total=len(tasks), desc="simulate", unit="run",
                          disable=not progress, dynamic_ncols=True))
 
@@ -109,6 +112,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--jobs", type=at_least(1), default=2, help="processes (default 2)")
     p.add_argument("--decision-time", action="store_true",
                    help="put the strategies' own time on the clock (it then depends on the host's load)")
+    p.add_argument("--default-settings", action="store_true",
+                   help="each strategy with the schema's default settings (as a space that sets none gets it), "
+                        "not the curves' space file's sampler/scheduler settings; NAME[...] changes apply on top")
     p.add_argument("--fidelity", action="store_true", help="also measure the surrogate's fidelity (K-fold)")
     p.add_argument("--json", help="write the report (and every run's curve) as JSON")
     p.add_argument("--plot", help="write the anytime curves as PNG")
@@ -132,20 +138,21 @@ def main(argv: list[str]) -> int:
     curves = load(args.curves)
     space = curves_space(curves)
     for spec in specs:
-        name, variant = variant_space(space, spec)
+        name, variant = variant_space(space, spec, args.default_settings)
         strategies.for_space(variant, name)
     model = make_model(curves, space, args.model, args.table_seeds)
     full = {"steps": float(curves.report_steps[-1]), "seconds": round(float(model.full_seconds), 4)}
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     started = time.monotonic()
     runs = simulate_many(args.curves, specs, seeds, {u: max(budgets) * full[u] for u in full}, args.workers,
-                         args.jobs, args.model, args.table_seeds, args.decision_time)
+                         args.jobs, args.model, args.table_seeds, args.decision_time, args.default_settings)
     seconds = time.monotonic() - started
     experiment = space.settings.experiment
     reference = {k: round(float(getattr(model, k)), 4) for k in ("best_true", "median_true", "worst_true")}
     report = anytime.analyse(runs, budgets, full, experiment.mode, strategies.DEFAULT, reference, args.unit)
     report.update(curves=str(args.curves), model=args.model, seeds=seeds, workers=args.workers, strategies=specs,
-                  decision_time=args.decision_time, simulation_seconds=round(seconds, 1), jobs=args.jobs,
+                  decision_time=args.decision_time, default_settings=args.default_settings,
+                  simulation_seconds=round(seconds, 1), jobs=args.jobs,
                   command="python -m search.bench simulate " + " ".join(argv),
                   verdict=anytime.verdict(report, strategies.DEFAULT))
     if args.model == "table":

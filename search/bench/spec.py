@@ -30,3 +30,18 @@ def apply(raw: dict[str, Any], changes: list[tuple[str, str, Any]], name: str | 
             current = {**current, "name": name}
         raw[section] = {**current, setting: value}
     return raw
+
+
+# The settings a strategy reads from a space file; without them each strategy runs as a space that
+# sets none gets it (the schema's defaults: search/space/schema.py).
+STRATEGY_SETTINGS = {"sampler": ("n_startup_trials", "multivariate", "group"),
+                     "scheduler": ("grace_period", "reduction_factor", "brackets")}
+
+
+def schema_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """The parsed space file `raw` without its strategy settings (STRATEGY_SETTINGS), so that the
+    benchmarks measure each strategy as a user who sets nothing gets it."""
+    for section, keys in STRATEGY_SETTINGS.items():
+        raw[section] = {k: v for k, v in (raw.get(section) or {}).items() if k not in keys}
+    return raw
+
