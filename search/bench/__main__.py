@@ -1,4 +1,4 @@
-"""python -m search.bench [compare | curves | simulate | scale] ... (search/bench/__init__.py)."""
+"""python -m search.bench [compare | curves | simulate | tables | scale] ... (search/bench/__init__.py)."""
 from __future__ import annotations
 
 import sys
@@ -16,12 +16,15 @@ def main(argv: list[str] | None = None) -> int:
     if command == "simulate":
         from .simulate_many import main as simulate
         return simulate(argv[1:])
+    if command == "tables":
+        from .doc_tables import main as tables
+        return tables(argv[1:])
     if command == "scale":
         from .scale import main as scale
         return scale(argv[1:])
     if command is not None:
         from ..store.errors import RunError
-        raise RunError(f"no benchmark {command!r}; use compare, curves, simulate or scale, or none for the "
+        raise RunError(f"no benchmark {command!r}; use compare, curves, simulate, tables or scale, or none for the "
                        f"overhead benchmark (python -m search.bench --help)")
     from .overhead import main as overhead
     return overhead(argv)

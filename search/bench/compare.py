@@ -178,7 +178,8 @@ def main(argv: list[str]) -> int:
     out = Path(args.json) if args.json else None
     report, results = compare(Path(args.space), args.seeds, args.budget, strategies, keep, args.first_seed, out,
                               args.default_settings)
-    report["command"] = "python -m search.bench compare " + " ".join(argv)
+    from .simulate_many import provenance
+    report.update(command="python -m search.bench compare " + " ".join(argv), **provenance())
     metric = load_space(args.space).settings.experiment.metric
     print_report(report, metric)
     if args.json:

@@ -85,87 +85,107 @@ def simulate(model: Any, space: Any, strategy_name: str, seed: int, budget: dict
     scheduler seeded with `seed`), `workers` trials at once, until the trials have spent `budget`
     ({unit: amount}, units trial "seconds" and training "steps": every one given). `model.curve(params,
     seed)` gives each trial's reports, `model.true_value(params, step)` what a configuration is worth."""
-    from ray.tune.schedulers import TrialScheduler
-    from ray.tune.search import Searcher
-
-    from ..store.study import MEMORY, StudyRef
-    from ..tune import strategies
-
     if not budget or not set(budget) <= set(UNITS):
         raise ValueError(f"budget {budget!r}: give amounts of {' or '.join(UNITS)}")
-    experiment = space.settings.experiment
-    metric, mode = experiment.metric, experiment.mode
-    strategy = strategies.get(strategy_name)
-    study = StudyRef(MEMORY, f"sim-{strategy_name}-{seed}-{uuid.uuid4().hex[:8]}")
-    study.create(mode, space.points(), metric)
-    searcher = strategy.searcher(space, study, seed=seed)
-    scheduler = strategy.scheduler(space, seed=seed)
-    controller = _Controller()
-    run = SimRun(strategy_name, seed, dict(budget))
-    events: list[tuple[float, int, SimTrial]] = []
-    full_steps = int(model.steps[-1])
-    state = {"order": 0, "steps": 0, "seconds": 0.0, "done": False}
-    best: Optional[float] = None
-    true: Optional[float] = None
+    return _Search(model, space, strategy_name, seed, budget, decision_time).run(workers)
 
-    def start(now: float) -> None:
-        if state["done"]:
+
+class _Search:
+    """The event loop of one simulated search: `start` is a free worker taking a configuration,
+    `arrive` one report reaching the scheduler and the searcher."""
+
+    def __init__(self, model: Any, space: Any, strategy_name: str, seed: int, budget: dict[str, float],
+                 decision_time: bool):
+        from ..store.study import MEMORY, StudyRef
+        from ..tune import strategies
+
+        experiment = space.settings.experiment
+        self.metric, self.mode = experiment.metric, experiment.mode
+        strategy = strategies.get(strategy_name)
+        study = StudyRef(MEMORY, f"sim-{strategy_name}-{seed}-{uuid.uuid4().hex[:8]}")
+        study.create(self.mode, space.points(), self.metric)
+        self.searcher = strategy.searcher(space, study, seed=seed)
+        self.scheduler = strategy.scheduler(space, seed=seed)
+        self.model, self.seed, self.budget, self.decision_time = model, seed, budget, decision_time
+        self.controller = _Controller()
+        self.out = SimRun(strategy_name, seed, dict(budget))
+        self.events: list[tuple[float, int, SimTrial]] = []
+        self.full_steps = int(model.steps[-1])
+        self.order, self.spent, self.finished = 0, {"steps": 0.0, "seconds": 0.0}, False
+        self.best: Optional[float] = None
+        self.true: Optional[float] = None
+
+    def run(self, workers: int) -> SimRun:
+        for _ in range(workers):
+            self.start(0.0)
+        while self.events:
+            now, _, trial = heapq.heappop(self.events)
+            self.out.sim_seconds = now
+            if not self.arrive(now, trial):
+                break
+        self.out.trials["total"] = len(self.controller.trials)
+        return self.out
+
+    def start(self, now: float) -> None:
+        from ray.tune.search import Searcher
+        if self.finished:
             return
-        trial_id = f"{len(controller.trials):05d}"
+        trial_id = f"{len(self.controller.trials):05d}"
         t0 = time.perf_counter()
-        params = searcher.suggest(trial_id)
+        params = self.searcher.suggest(trial_id)
         took = time.perf_counter() - t0
-        run.decision_seconds += took
+        self.out.decision_seconds += took
         if params is None or params == Searcher.FINISHED:
-            state["done"] = True
+            self.finished = True
             return
-        waited = took if decision_time else 0.0
-        state["seconds"] += waited
-        trial = SimTrial(trial_id, dict(params), model.curve(params, seed))
-        controller.trials.append(trial)
-        run.starts.append([state["steps"], state["seconds"]])
-        scheduler.on_trial_add(controller, trial)
-        state["order"] += 1
-        heapq.heappush(events, (now + waited + trial.reports[0].seconds, state["order"], trial))
+        waited = took if self.decision_time else 0.0  # on the clock, the slot waits: it counts as compute
+        self.spent["seconds"] += waited
+        trial = SimTrial(trial_id, dict(params), self.model.curve(params, self.seed))
+        self.controller.trials.append(trial)
+        self.out.starts.append([self.spent["steps"], self.spent["seconds"]])
+        self.scheduler.on_trial_add(self.controller, trial)
+        self.push(now + waited + trial.reports[0].seconds, trial)
 
-    for _ in range(workers):
-        start(0.0)
-    while events:
-        now, _, trial = heapq.heappop(events)
+    def push(self, at: float, trial: SimTrial) -> None:
+        self.order += 1
+        heapq.heappush(self.events, (at, self.order, trial))
+
+    def arrive(self, now: float, trial: SimTrial) -> bool:
+        """The trial's next report at `now`, as Tune's controller hands it on: the scheduler decides,
+        the searcher sees a trial that goes on, an ended trial frees its worker. False: budget spent."""
+        from ray.tune.schedulers import TrialScheduler
+
         report = trial.reports[trial.index]
-        state["steps"] += report.step - (trial.reports[trial.index - 1].step if trial.index else 0)
-        state["seconds"] += report.seconds
-        last = trial.index == len(trial.reports) - 1
-        diverged = report.value is None
+        self.spent["steps"] += report.step - (trial.reports[trial.index - 1].step if trial.index else 0)
+        self.spent["seconds"] += report.seconds
+        last, diverged = trial.index == len(trial.reports) - 1, report.value is None
         result = {ITERATION_KEY: trial.index + 1, STEP_KEY: report.step,
-                  metric: math.nan if diverged else report.value,
-                  FINAL_KEY: last and not diverged and report.step == full_steps,
+                  self.metric: math.nan if diverged else report.value,
+                  FINAL_KEY: last and not diverged and report.step == self.full_steps,
                   STATUS_KEY: str(Outcome.DIVERGED if diverged else Outcome.RUNNING)}
-        if not diverged and better(report.value, best, mode):
-            best, true = report.value, model.true_value(trial.config, report.step)
-            run.returned = json.dumps(trial.config, sort_keys=True)
-        if best is not None:
-            run.curve.append([state["steps"], round(state["seconds"], 4), best, true])
-        decision = scheduler.on_trial_result(controller, trial, result)
+        if not diverged and better(report.value, self.best, self.mode):
+            # what the search would return now: this trial (search.export takes the best value seen)
+            self.best, self.true = report.value, self.model.true_value(trial.config, report.step)
+            self.out.returned = json.dumps(trial.config, sort_keys=True)
+        if self.best is not None:
+            self.out.curve.append([self.spent["steps"], round(self.spent["seconds"], 4), self.best, self.true])
+        decision = self.scheduler.on_trial_result(self.controller, trial, result)
         if decision != TrialScheduler.STOP:
-            searcher.on_trial_result(trial.trial_id, result)
-        run.sim_seconds = now
-        if all(state[unit] >= amount for unit, amount in budget.items()):
-            break
+            self.searcher.on_trial_result(trial.trial_id, result)
+        if all(self.spent[unit] >= amount for unit, amount in self.budget.items()):
+            return False
         if decision == TrialScheduler.STOP or last or diverged:
             trial.status, trial.stopped_at = "TERMINATED", report.step
-            scheduler.on_trial_complete(controller, trial, result)
-            searcher.on_trial_complete(trial.trial_id, result=result)
-            outcome = str(classify(result, metric))
-            run.trials[outcome] = run.trials.get(outcome, 0) + 1
-            run.decisions.append((trial.trial_id, json.dumps(trial.config, sort_keys=True), report.step))
-            start(now)
+            self.scheduler.on_trial_complete(self.controller, trial, result)
+            self.searcher.on_trial_complete(trial.trial_id, result=result)
+            outcome = str(classify(result, self.metric))
+            self.out.trials[outcome] = self.out.trials.get(outcome, 0) + 1
+            self.out.decisions.append((trial.trial_id, json.dumps(trial.config, sort_keys=True), report.step))
+            self.start(now)
         else:
             trial.index += 1
-            state["order"] += 1
-            heapq.heappush(events, (now + trial.reports[trial.index].seconds, state["order"], trial))
-    run.trials["total"] = len(controller.trials)
-    return run
+            self.push(now + trial.reports[trial.index].seconds, trial)
+        return True
 
 
 def improvements(curve: list[list[float]]) -> list[list[float]]:

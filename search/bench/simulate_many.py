@@ -79,18 +79,17 @@ def simulate_many(curves_path: str, specs: list[str], seeds: list[int], budget: 
                          disable=not progress, dynamic_ncols=True))
 
 
-def main(argv: list[str]) -> int:
-    """python -m search.bench simulate CURVES [--model table] [--strategies LIST] --seeds N --first-seed F ..."""
-    from pathlib import Path
+def provenance() -> dict[str, Any]:
+    """When, at which commit and on what machine a figure was made (every published row says so)."""
+    from matnet.checkpoint import git_revision
+    from matnet.preset_check import machine
+    return {"date": time.strftime("%Y-%m-%d"), "commit": git_revision(), "machine": machine()}
 
+
+def parser() -> Any:
     from matnet.cli import ArgumentParser, at_least
 
-    from ..store.errors import RunError
     from ..tune import strategies
-    from . import anytime, sim_report
-    from .curves import curves_space, load
-    from .simulate import improvements
-
     simulable = [n for n in strategies.names() if strategies.get(n).simulable]
     p = ArgumentParser(prog="python -m search.bench simulate", description=__doc__.split("\n\n")[0])
     p.add_argument("curves", help="a curves file (python -m search.bench curves ...)")
@@ -118,7 +117,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--fidelity", action="store_true", help="also measure the surrogate's fidelity (K-fold)")
     p.add_argument("--json", help="write the report (and every run's curve) as JSON")
     p.add_argument("--plot", help="write the anytime curves as PNG")
-    args = p.parse_args(argv)
+    return p
+
+
+def checked(args: Any, space: Any) -> tuple[list[str], list[float]]:
+    """The strategies and budgets asked for; RunError (one line) for one that cannot be simulated."""
+    from pathlib import Path
+
+    from ..store.errors import RunError
+    from ..tune import strategies
+
+    simulable = [n for n in strategies.names() if strategies.get(n).simulable]
     specs = [s.strip().replace(";", ",") for s in args.strategies.split(",") if s.strip()]
     try:
         budgets = sorted({float(b) for b in args.budgets.split(",") if b.strip()})
@@ -135,11 +144,24 @@ def main(argv: list[str]) -> int:
     for out in (args.json, args.plot):
         if out and not Path(out).resolve().parent.is_dir():
             raise RunError(f"{out}: its folder does not exist; create it first")
-    curves = load(args.curves)
-    space = curves_space(curves)
     for spec in specs:
         name, variant = variant_space(space, spec, args.default_settings)
         strategies.for_space(variant, name)
+    return specs, budgets
+
+
+def main(argv: list[str]) -> int:
+    """python -m search.bench simulate CURVES [--model table] [--strategies LIST] --seeds N --first-seed F ..."""
+    from pathlib import Path
+
+    from ..tune import strategies
+    from . import anytime, sim_report
+    from .curves import curves_space, load
+
+    args = parser().parse_args(argv)
+    curves = load(args.curves)
+    space = curves_space(curves)
+    specs, budgets = checked(args, space)
     model = make_model(curves, space, args.model, args.table_seeds)
     full = {"steps": float(curves.report_steps[-1]), "seconds": round(float(model.full_seconds), 4)}
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -153,23 +175,21 @@ def main(argv: list[str]) -> int:
     report.update(curves=str(args.curves), model=args.model, seeds=seeds, workers=args.workers, strategies=specs,
                   decision_time=args.decision_time, default_settings=args.default_settings,
                   simulation_seconds=round(seconds, 1), jobs=args.jobs,
-                  command="python -m search.bench simulate " + " ".join(argv),
+                  command="python -m search.bench simulate " + " ".join(argv), **provenance(),
                   verdict=anytime.verdict(report, strategies.DEFAULT))
     if args.model == "table":
-        report["table_seeds"] = args.table_seeds
-        report["table_configurations"] = len(model.ids)
+        report.update(table_seeds=args.table_seeds, table_configurations=len(model.ids))
     if args.fidelity:
         from .surrogate import fidelity, noise_summary
-        report["fidelity"] = fidelity(curves, space)
-        report["noise"] = noise_summary(curves)
+        report.update(fidelity=fidelity(curves, space), noise=noise_summary(curves))
     sim_report.print_report(report, experiment.metric)
     print(f"\n{len(runs)} simulated searches in {seconds:.0f} s ({args.jobs} processes, {args.model} model)")
     if args.json:
         from matnet.outputs import write_text
-        write_text(args.json, json.dumps({**report, "runs": [{"strategy": r.strategy, "seed": r.seed,
-                                                              "trials": r.trials, "returned": r.returned,
-                                                              "curve": improvements(r.curve)}
-                                                             for r in runs]}) + "\n")
+        from .simulate import improvements
+        rows = [{"strategy": r.strategy, "seed": r.seed, "trials": r.trials, "returned": r.returned,
+                 "curve": improvements(r.curve)} for r in runs]
+        write_text(args.json, json.dumps({**report, "runs": rows}) + "\n")
     if args.plot:
         sim_report.plot(report, experiment.metric, Path(args.plot))
     return 0
