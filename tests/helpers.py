@@ -68,6 +68,10 @@ def small_space(name: str, n: int = 4, steps: int = 30, every: int = 10, **secti
         "mlflow": {"sample_images": 9},
         "export": {"iwae_k": 4, "limit": 40, "top_trials": 3},
     }
+    if "strategy" not in sections:
+        # the tests were written for TPE's searcher (Optuna states, pruned trials): tpe+asha, or tpe with
+        # scheduler: {type: none}, as before the default became random+asha
+        space["sampler"]["type"] = "tpe"
     space["experiment"].update(sections.pop("experiment", {}))
     space.update(sections)
     return space

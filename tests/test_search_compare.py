@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from search.bench.compare import RunResult, analyse, variant
+from search.tune.strategies import DEFAULT
 
 from tests.helpers import ROOT  # noqa: E402
 
@@ -23,13 +24,13 @@ def test_the_analysis_finds_the_steps_each_strategy_needed_to_reach_random_searc
         run("random", 0, [[100, 150.0], [600, 130.0], [1000, 120.0]], 110.0),
         run("random", 1, [[100, 160.0], [1000, 124.0]], 112.0),
         run("random", 2, [[300, 128.0], [1000, 122.0]], 111.0),
-        run("tpe+asha", 0, [[50, 140.0], [250, 121.0], [1000, 115.0]], 108.0),
-        run("tpe+asha", 1, [[50, 135.0], [300, 119.0], [1000, 116.0]], 109.0),
-        run("tpe+asha", 2, [[50, 150.0], [900, 123.0], [1000, 123.0]], 113.0),
+        run(DEFAULT, 0, [[50, 140.0], [250, 121.0], [1000, 115.0]], 108.0),
+        run(DEFAULT, 1, [[50, 135.0], [300, 119.0], [1000, 116.0]], 109.0),
+        run(DEFAULT, 2, [[50, 150.0], [900, 123.0], [1000, 123.0]], 113.0),
     ]
     report = analyse(results, 1000, "min")
     assert report["random_final_best_median"] == 122.0
-    tpe = report["strategies"]["tpe+asha"]
+    tpe = report["strategies"][DEFAULT]
     assert tpe["steps_to_random_best"] == {"median": 300, "fraction_of_budget": 0.3, "seeds_reaching": 2, "seeds": 3}
     assert tpe["final_best"] == {"median": 116.0, "min": 115.0, "max": 123.0}
     assert report["strategies"]["random"]["steps_to_random_best"]["median"] == 1000
@@ -105,7 +106,8 @@ export: {iwae_k: 2, limit: 10}
 def test_the_command_compares_real_searches_on_a_step_budget(tmp_path):
     (tmp_path / "small.yaml").write_text(SMALL)
     r = subprocess.run([sys.executable, "-m", "search.bench", "compare", str(tmp_path / "small.yaml"), "--seeds", "1",
-                        "--first-seed", "100", "--budget", "50", "--strategies", "random,tpe+asha-stock", "--json", str(tmp_path / "c.json"),
+                        "--first-seed", "100", "--budget", "50", "--strategies", "random,tpe+asha-stock",
+                        "--json", str(tmp_path / "c.json"),
                         "--plot", str(tmp_path / "c.png")], capture_output=True, text=True, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     report = json.loads((tmp_path / "c.json").read_text())

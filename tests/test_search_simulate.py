@@ -134,7 +134,8 @@ def test_a_simulated_search_is_deterministic_and_keeps_to_its_budget(shipped):
     assert common and all(drawn["random"][t] == drawn["random+asha"][t] for t in common)
 
 
-@pytest.mark.parametrize("strategy,kind", [("tpe+asha", "surrogate"), ("hyperband", "surrogate"), ("tpe+asha", "table")])
+@pytest.mark.parametrize("strategy,kind", [("tpe+asha", "surrogate"), ("hyperband", "surrogate"),
+                                           ("tpe+asha", "table")])
 def test_a_real_search_replaying_the_curves_makes_the_simulators_decisions(tmp_path, monkeypatch, request, shipped,
                                                                           strategy, kind):
     """One worker, the same seed: Ray Tune with the platform's driver and the simulator suggest the same

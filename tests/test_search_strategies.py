@@ -35,7 +35,7 @@ def quickstart_cut(strategy: str | None, n: int = 4) -> dict:
 
 def test_the_registry_lists_every_strategy_and_maps_the_older_keys(tmp_path):
     assert strategies.names() == ["random", "random+asha", "tpe", "tpe+asha", "hyperband", "pbt", "tpe+hyperband"]
-    assert strategies.DEFAULT == "tpe+asha"
+    assert strategies.DEFAULT == "random+asha"
     for sampler, scheduler, name in (("random", "none", "random"), ("random", "asha", "random+asha"),
                                      ("tpe", "none", "tpe"), ("tpe", "asha", "tpe+asha")):
         space = quickstart_cut(None)
@@ -43,6 +43,8 @@ def test_the_registry_lists_every_strategy_and_maps_the_older_keys(tmp_path):
         assert strategies.name_for(load_space(write_space(tmp_path, "s", space))) == name
     space = quickstart_cut(None)
     del space["sampler"]["type"], space["scheduler"]["type"]
+    assert strategies.name_for(load_space(write_space(tmp_path, "s", space))) == strategies.DEFAULT
+    space["sampler"]["type"] = "tpe"  # one older key written: the older meaning (scheduler asha by default)
     assert strategies.name_for(load_space(write_space(tmp_path, "s", space))) == "tpe+asha"
     hyperband = quickstart_cut("hyperband")
     hyperband["scheduler"].update(grace_period=1, reduction_factor=2)

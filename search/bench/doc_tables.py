@@ -32,7 +32,9 @@ BLOCK = re.compile(r"(<!-- generated: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- 
 
 def _ci(s: dict[str, Any], d: int = 1) -> str:
     ci = s.get("iqm_ci") or [None, None]
-    f = (lambda x: "-" if x is None else f"{x:.{d}f}")
+
+    def f(x: Any) -> str:
+        return "-" if x is None else f"{x:.{d}f}"
     return f"{f(s.get('iqm'))} [{f(ci[0])}, {f(ci[1])}]"
 
 

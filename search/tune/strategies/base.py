@@ -121,21 +121,4 @@ def tpe_sampler(space: Space, seed: int | None = None) -> Any:
                                           constant_liar=True)
 
 
-def gp_sampler(space: Any, seed: int | None = None) -> Any:
-    """Optuna's Gaussian-process sampler (a Matern-5/2 GP with a learned noise term: two seeds of one
-    MatNet differ by 10-20 nats, so the objective is not deterministic; the running trials' points are
-    taken as pending). It models the parameters every finished trial has (Optuna's intersection
-    space); one that only some configurations draw is drawn at random, without a warning per draw."""
-    import warnings
-
-    import optuna
-    s = space.settings.sampler
-    seed = s.seed if seed is None else seed
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials, deterministic_objective=False,
-                                         independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-                                         warn_independent_sampling=False)
-
-
-__all__ = ["Strategy", "SpaceError", "asha", "gp_sampler", "hyperband_brackets", "tpe_sampler"]
+__all__ = ["Strategy", "SpaceError", "asha", "hyperband_brackets", "tpe_sampler"]
