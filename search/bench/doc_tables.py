@@ -42,7 +42,7 @@ def paired(report: dict[str, Any], prediction: dict[str, Any] | None) -> str:
     """Real paired searches (search.bench compare) and, beside them, the simulator's prediction for the
     same seeds (a search.bench simulate report in steps, with the same budget)."""
     seeds = sorted({r["seed"] for r in report["runs"]})
-    full = f"{report['budget_steps'] / 160:g}" if report["budget_steps"] % 160 == 0 else None
+    full = f"{report['budget_steps'] / 160:g}" if report["budget_steps"] % 160 == 0 else "?"
     lines = ["| strategy | best val -ELBO, real | test IWAE of the exported best, real | pairs won (val; test) "
              "| best val -ELBO, table mode |", "| --- | --- | --- | --- | --- |"]
     for name, row in report["strategies"].items():
@@ -50,13 +50,21 @@ def paired(report: dict[str, Any], prediction: dict[str, Any] | None) -> str:
         won = "-" if not wins else (f"{wins['val']['p'] * wins['val']['n']:g} of {wins['val']['n']}; "
                                     f"{wins['test_nll']['p'] * wins['test_nll']['n']:g} of {wins['test_nll']['n']}")
         predicted = "-"
-        if prediction is not None and full is not None:
-            entry = prediction["budgets"].get(full, {}).get("strategies", {}).get(name)
-            predicted = _ci(entry["final_best"]) if entry else "-"
+        if prediction is not None:
+            predicted = _ci(_predicted(prediction, name, seeds, report["budget_steps"]))
         lines.append(f"| `{name}` | {_ci(row['final_best_iqm'])} | {_ci(row['test_nll_iqm'])} | {won} | {predicted} |")
-    lines.append(f"\n{report['budget_steps']} training steps a search ({full or '?'} full trials), seeds "
+    lines.append(f"\n{report['budget_steps']} training steps a search ({full} full trials), seeds "
                  f"{seeds[0]}-{seeds[-1]}; IQM [bootstrap 95% CI] over seeds.")
     return "\n".join(lines) + "\n"
+
+
+def _predicted(prediction: dict[str, Any], strategy: str, seeds: list[int], steps: float) -> dict[str, Any]:
+    """The table-mode best value at `steps` of the simulated runs with the real runs' seeds."""
+    from .anytime import best_at, summary
+    from .simulate import BEST
+    values = [p[BEST] for r in prediction["runs"] if r["strategy"] == strategy and r["seed"] in seeds
+              if (p := best_at(r["curve"], steps, "steps")) is not None]
+    return summary(values) if values else {}
 
 
 def render(spec: str) -> str:
