@@ -24,18 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ..store.errors import RunError
+from .sim_report import _ci
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "docs/strategies.md")
 BLOCK = re.compile(r"(<!-- generated: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
-
-
-def _ci(s: dict[str, Any], d: int = 1) -> str:
-    ci = s.get("iqm_ci") or [None, None]
-
-    def f(x: Any) -> str:
-        return "-" if x is None else f"{x:.{d}f}"
-    return f"{f(s.get('iqm'))} [{f(ci[0])}, {f(ci[1])}]"
 
 
 def paired(report: dict[str, Any], prediction: dict[str, Any] | None) -> str:
@@ -51,8 +44,9 @@ def paired(report: dict[str, Any], prediction: dict[str, Any] | None) -> str:
                                     f"{wins['test_nll']['p'] * wins['test_nll']['n']:g} of {wins['test_nll']['n']}")
         predicted = "-"
         if prediction is not None:
-            predicted = _ci(_predicted(prediction, name, seeds, report["budget_steps"]))
-        lines.append(f"| `{name}` | {_ci(row['final_best_iqm'])} | {_ci(row['test_nll_iqm'])} | {won} | {predicted} |")
+            predicted = _ci(_predicted(prediction, name, seeds, report["budget_steps"]), 1)
+        real = f"{_ci(row['final_best_iqm'], 1)} | {_ci(row['test_nll_iqm'], 1)}"
+        lines.append(f"| `{name}` | {real} | {won} | {predicted} |")
     lines.append(f"\n{report['budget_steps']} training steps a search ({full} full trials), seeds "
                  f"{seeds[0]}-{seeds[-1]}; IQM [bootstrap 95% CI] over seeds.")
     return "\n".join(lines) + "\n"
