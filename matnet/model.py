@@ -23,7 +23,6 @@ from . import distributions as D
 from .blocks import Up
 from .config import ConfigError, ModelConfig
 from .mixture import MixturePrior, entropy
-from .networks import MetaModule  # noqa: F401  (its old home: importable from here as before)
 from .networks import (BUStates, LatentLayers, MergePath, TDPrior, bottom_up, build_metas, data_into_bu, descend,
                        down_connectors, td_out_of_finest, top_gaussian, up_connectors)
 from .pixelcnn import PixelCNNHead

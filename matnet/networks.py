@@ -20,8 +20,9 @@ from .blocks import BUModule, Down, GaussianParams, MergeModule, TDModule, Up, c
 from .config import ModelConfig
 
 
-class MetaModule(nn.Module):
-    """The modules of one spatial scale: TD modules and/or the merge and BU modules that pair with them.
+class ScaleModules(nn.Module):
+    """One meta module built (its spec: config.MetaModule): the modules of one spatial scale, TD modules
+    and/or the merge and BU modules that pair with them.
     MatNet keeps all three here (td, merge, bu); a conditional MatNet splits them between its TD
     network (td) and its two BU + merge sets (merge, bu)."""
 
@@ -41,14 +42,14 @@ class MetaModule(nn.Module):
 
 
 def build_metas(cfg: ModelConfig, **parts) -> nn.ModuleList:
-    return nn.ModuleList(MetaModule(m.width, m.scale, m.modules, m.latent_channels, cfg, **parts)
+    return nn.ModuleList(ScaleModules(m.width, m.scale, m.modules, m.latent_channels, cfg, **parts)
                          for m in cfg.meta_modules)
 
 
 # ---- builders of the connectors (section 2.2: plain convolutions feed data in and out; strided
 # layers join meta modules). Each returns fresh modules, so a model may build a second set. --------
 
-def data_into_bu(cfg: ModelConfig, in_channels: int, size: int, finest: MetaModule) -> tuple[nn.Module, nn.Module]:
+def data_into_bu(cfg: ModelConfig, in_channels: int, size: int, finest: ScaleModules) -> tuple[nn.Module, nn.Module]:
     """(data_in, bu_into_finest): the input convolution and the connector into the finest meta module."""
     if finest.scale == 0:
         return nn.Flatten(), Down(in_channels, size, finest.width, 0, cfg.leak)
@@ -56,7 +57,7 @@ def data_into_bu(cfg: ModelConfig, in_channels: int, size: int, finest: MetaModu
             Down(cfg.data_width, size, finest.width, finest.scale, cfg.leak))
 
 
-def td_out_of_finest(cfg: ModelConfig, out_channels: int, size: int, finest: MetaModule) -> nn.Module:
+def td_out_of_finest(cfg: ModelConfig, out_channels: int, size: int, finest: ScaleModules) -> nn.Module:
     """The TD network's output layer: the likelihood parameters of p(x | z) from the finest TD state."""
     if finest.scale == 0:
         return nn.Linear(finest.width, out_channels * size * size)
@@ -74,7 +75,7 @@ def up_connectors(metas: nn.ModuleList, leak: float) -> nn.ModuleList:
     return nn.ModuleList(Up(co.width, co.scale, f.width, f.scale, leak) for co, f in zip(metas[:-1], metas[1:]))
 
 
-def top_gaussian(cfg: ModelConfig, coarsest: MetaModule) -> GaussianParams:
+def top_gaussian(cfg: ModelConfig, coarsest: ScaleModules) -> GaussianParams:
     """BU module 0's Gaussian over z_0, from the last BU state: q(z_0 | x) in an inference network,
     p(z_0 | x_k) in a conditional generator."""
     top_in = coarsest.width * max(coarsest.scale, 1) ** 2

@@ -7,7 +7,7 @@ them from here, so a name changes in one place.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 STEP_KEY = "step"                    # matnet's training step of the report
 ITERATION_KEY = "training_iteration" # Tune's count of reports (ASHA's time attribute)
@@ -63,9 +63,3 @@ def reaches(value: float, target: float, mode: str) -> bool:
 def direction(mode: str) -> str:
     """Optuna's name for `mode`."""
     return "minimize" if sign(mode) > 0 else "maximize"
-
-
-def best_of(values: Iterable[Any], mode: str) -> float | None:
-    """The best finite value of `values` under `mode` (None when there is none)."""
-    finite = [float(v) for v in values if is_finite(v)]
-    return (min if mode == "min" else max)(finite) if finite else None
