@@ -37,7 +37,7 @@ def runs_table(search: Path, tracking_uri: str, out: Path) -> Path:
     from tests.servers import mlflow_server
     info = json.loads((search / "search.json").read_text())
     client = mlflow.MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(info["mlflow_experiment"])
+    experiment = client.get_experiment_by_name(info["tracking"]["mlflow"]["experiment"])
     if experiment is None:
         raise SystemExit(f"error: no MLflow experiment of {search} in {tracking_uri}")
     # The trials' runs carry the search's tag too: the parent is the one without a parent.

@@ -1,6 +1,6 @@
 """The end of a search: the best trial's best checkpoint, evaluated with the IWAE bound.
 
-    python -m search.export STORAGE/NAME [--tracking-uri URI] [--samples K] [--limit N] [--no-mlflow]
+    python -m search.export STORAGE/NAME [--tracking-uri URI] [--samples K] [--limit N] [--no-tracking]
 
 - STORAGE/NAME/best/       the best checkpoint, a matnet checkpoint folder
                            (python -m matnet.evaluate STORAGE/NAME/best, python -m matnet.sample ...)
@@ -9,8 +9,9 @@
                            Optuna study's trials that trained their whole budget)
 - STORAGE/NAME/summary.json  the best configuration, its metrics and IWAE evaluation, the top trials
 
-and the same figures, the IWAE figures and the parameter importances logged to the search's parent
-MLflow run, with the checkpoint as an MLflow model, registered with the alias `champion`.
+and the same figures, the IWAE figures and the parameter importances logged to the search's tracking
+back-ends (MLflow: its parent run, with the checkpoint as a model registered with the alias
+`champion`; TensorBoard: its own run).
 `search.run` calls this when a search ends; run it by hand for a search that was interrupted (it
 uses the trials finished so far) or to evaluate again with other settings. It reads the search
 folder's own plain files (search.json, space.yaml, trials.json, checkpoints), never Tune's state.
@@ -39,13 +40,12 @@ def export_search(exp_dir: str, *, records: dict[str, TrialRecord] | None = None
                   device: str | None = None, data_dir: str | None = None, log_tracking: bool = True,
                   progress: bool = False, print_results: bool = True, on_ray: bool = False) -> dict[str, Any]:
     """Copy the best checkpoint to EXP_DIR/best, evaluate it, write summary.json, log it to the search's
-    tracker (`tracker`: the running search's; else made from search.json, with `tracking_uri` instead
+    trackers (`tracker`: the running search's; else made from search.json, with `tracking_uri` instead
     of the one it logged to). `records`: trials.json as the caller just read it.
     With `on_ray` (a search that just ended, Ray still up) the IWAE evaluation runs as a Ray task that
     asks for a trial's resources, so on a cluster it runs where the trials ran (on a GPU when they had
     one), not in the driver."""
-    from .tracking import NoTracker, tracker_for
-    from .tracking.uri import checked_tracking_uri
+    from . import tracking
 
     folder = SearchFolder(exp_dir)
     info = folder.read_info()
@@ -54,13 +54,9 @@ def export_search(exp_dir: str, *, records: dict[str, TrialRecord] | None = None
     records = read_records(folder) if records is None else records
     best = ranking.best_trial(folder, records, metric, mode)
     if not log_tracking:
-        tracker = NoTracker()
+        tracker = tracking.Trackers([])
     elif tracker is None:
-        if tracking_uri and settings.mlflow.enabled:
-            info.tracking_uri = checked_tracking_uri(tracking_uri)
-        elif settings.mlflow.enabled and info.parent_run_id:
-            info.tracking_uri = checked_tracking_uri(info.tracking_uri)
-        tracker = tracker_for(settings, info) if info.parent_run_id else NoTracker()
+        tracker = tracking.for_export(settings, info, tracking_uri)
     with storage.local_copy(folder.file(ranking.best_checkpoint(folder, best, metric, mode))) as chosen:
         storage.replace_dir(chosen, folder.best)
 
@@ -101,21 +97,19 @@ def export_search(exp_dir: str, *, records: dict[str, TrialRecord] | None = None
             "top_trials": rows[:export.top_trials],
             "trials": ranking.outcome_counts(records),
             "exploitations": sum(len(r.lineage) for r in records.values()),
-            "mlflow": {"tracking_uri": info.tracking_uri, "parent_run_id": info.parent_run_id,
-                       "experiment": info.mlflow_experiment},
         }
         not_recorded = info.study.not_recorded()
         importances, study_files, why_none = (({}, [], f"the Optuna study records no trials ({not_recorded})")
                                               if not_recorded else study_figures(info.study, figures))
         summary["param_importances"] = importances or why_none
         storage.replace_dir(figures, folder.figures)
-        summary["mlflow"].update(tracker.log_best(summary, files, study_files, importances, best_dir))
+        summary.update(tracker.log_best(summary, files, study_files, importances, best_dir))
         text = json.dumps(summary, indent=2, default=str) + "\n"
         storage.write_text(folder.summary, text)
         tracker.log_summary(text)
 
     if print_results:
-        print_summary(folder, summary, rows, records, export.top_trials)
+        print_summary(folder, summary, rows, records, export.top_trials, tracker.best_lines(summary))
     return summary
 
 
@@ -129,7 +123,7 @@ def best_figures(checkpoint: Path, out: Path, sample_images: int, evaluation: di
 
 
 def print_summary(folder: SearchFolder, summary: dict[str, Any], rows: list[dict[str, Any]],
-                  records: dict[str, TrialRecord], top: int) -> None:
+                  records: dict[str, TrialRecord], top: int, tracked: list[str]) -> None:
     metric, best = summary["metric"], summary["best"]
     evaluation = best["evaluation"]
     print_table(rows, metric, top, f"Best trials of {summary['search']} (by {metric}, {summary['mode']})")
@@ -142,20 +136,20 @@ def print_summary(folder: SearchFolder, summary: dict[str, Any], rows: list[dict
     use = ("copy it to a local folder for python -m matnet.evaluate / matnet.sample" if storage.is_uri(folder.best)
            else f"python -m matnet.evaluate {folder.best}; python -m matnet.sample {folder.best}")
     print(f"best checkpoint: {folder.best}   ({use})")
-    if summary.get("mlflow", {}).get("champion"):
-        print(f"registered model {summary['mlflow']['registered_model']}: champion {summary['mlflow']['champion']}")
+    for line in tracked:  # what the tracking back-ends made of the best (a registered model)
+        print(line)
     print(f"summary: {folder.summary}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m search.export", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment_dir", help="a search's folder: STORAGE/NAME (local path or URI)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the one the search logged to)")
+    p.add_argument("--tracking-uri", help="MLflow's tracking URI (default: the one the search logged to)")
     p.add_argument("--samples", type=int, help="IWAE importance samples K (default: export.iwae_k of the space)")
     p.add_argument("--limit", type=int, help="images to evaluate (default: export.limit of the space; 0: all)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: export.device of the space)")
     p.add_argument("--data-dir", help="where the data set's files are (default: the search's)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--no-tracking", action="store_true", help="log to no tracking back-end (MLflow, TensorBoard)")
     p.add_argument("--progress", action="store_true", help="show a progress bar during the IWAE evaluation")
     args = p.parse_args(argv)
     exp_dir = args.experiment_dir if storage.is_uri(args.experiment_dir) else str(Path(args.experiment_dir).resolve())
@@ -163,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples is not None and args.samples < 1:
         raise ExportError(f"--samples must be >= 1, got {args.samples}")
     export_search(exp_dir, tracking_uri=args.tracking_uri, iwae_k=args.samples, limit=args.limit,
-                  device=args.device, data_dir=args.data_dir, log_tracking=not args.no_mlflow,
+                  device=args.device, data_dir=args.data_dir, log_tracking=not args.no_tracking,
                   progress=args.progress)
     return 0
 

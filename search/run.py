@@ -1,5 +1,5 @@
 """Run a search: a YAML search space -> a search strategy (Optuna + a Ray Tune scheduler) on Ray Tune
--> MLflow -> the best checkpoint.
+-> tracking (MLflow, TensorBoard) -> the best checkpoint.
 
     python -m search.run spaces/quickstart.yaml
     python -m search.run SPACE.yaml --dry-run                # validate, print sampled configurations
@@ -13,7 +13,7 @@ confirmed with --shared-storage. A relative path is refused there.
 
 Results: STORAGE/NAME/ (search/store/folder.py) holds Ray Tune's experiment (trials, checkpoints),
 space.yaml (the file as run), search.json, trials.json, best/ (the best checkpoint), figures/ and
-summary.json. MLflow gets one parent run per search and one child run per trial.
+summary.json. Each tracking back-end the space file enables (search/tracking/) logs every trial.
 
 From Python (what search.bench and the tests call): `run_search(load_space(PATH), SearchOptions(...))`.
 """
@@ -36,8 +36,7 @@ from .store.outcome import Outcome
 from .store.provenance import sign, verify
 from .store.study import check_storage
 from .store.study import resolve_storage as resolve_study_storage
-from .tracking import tracker_for
-from .tracking.uri import checked_tracking_uri, tracking_uri
+from . import tracking
 from .tune import strategies
 from .tune.cluster import check_cluster_storage, cluster_address, resolve_storage
 from .tune.session import ray_session, sigterm_as_interrupt
@@ -96,7 +95,7 @@ def run_search(space: Space, options: SearchOptions | None = None, *, search_alg
         strategies.for_space(space, strategy_name)  # a space the strategy cannot run: one line, before Ray
         info = describe_new(folder, space, options, storage_path, strategy_name)
     strategy = strategies.for_space(space, info.strategy)
-    tracker = tracker_for(space.settings, info)
+    tracker = tracking.tracker_for(space.settings, info)
     result = SearchRun(code=1, folder=folder.path)
     with ray_session(address, space, options.num_gpus, result.seconds):
         check_cluster_storage(storage_path, address, options.shared_storage)
@@ -131,9 +130,7 @@ def describe_new(folder: SearchFolder, space: Space, options: SearchOptions, sto
                        f"or start another with --name NEW_NAME")
     info = SearchInfo(
         name=folder.name, space_file=space.path, cwd=os.getcwd(), storage=storage_path, experiment_dir=folder.path,
-        tracking_uri=(tracking_uri(options.tracking_uri, space.settings.mlflow.tracking_uri)
-                      if space.settings.mlflow.enabled else ""),
-        mlflow_experiment=space.settings.mlflow.experiment or experiment.name, parent_run_id=None,
+        tracking=tracking.describe(space.settings, options.tracking_uri, experiment.name, folder.path),
         num_samples=options.num_samples or experiment.num_samples,
         max_concurrent=experiment.max_concurrent if options.max_concurrent is None else options.max_concurrent,
         strategy=strategy,
@@ -154,11 +151,7 @@ def reopen(folder: SearchFolder, space: Space, options: SearchOptions) -> tuple[
     if options.num_samples is not None and options.num_samples != info.num_samples:
         raise RunError(f"--num-samples {options.num_samples}: a resumed search keeps its {info.num_samples} "
                        f"trials; start a new search with --name to run more")
-    if saved.settings.mlflow.enabled:
-        checked_tracking_uri(info.tracking_uri)
-        if options.tracking_uri and checked_tracking_uri(options.tracking_uri) != info.tracking_uri:
-            raise RunError(f"this search logs to MLflow at {info.tracking_uri}; resume it without "
-                           f"--tracking-uri or with that URI")
+    tracking.check_resume(info, options.tracking_uri)
     if not options.trust_state:
         verify(folder)  # Tune's resume unpickles its state files: only ones this user's searches signed
     if options.optuna_storage and check_storage(options.optuna_storage, "--optuna-storage") != info.optuna_storage:
@@ -192,7 +185,7 @@ def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tra
         ledger = TrialLedger(folder, experiment.metric, experiment.mode)
         progress = Progress(experiment.metric, experiment.mode, info.num_samples, max_failures=experiment.max_failures)
         # The room watch comes last: when it stops the search, the others have done their part of the step.
-        callbacks = [c for c in (ledger, tracker.callback(space, ledger), StateSigner(folder), progress,
+        callbacks = [c for c in (ledger, tracker.callback(space, ledger, info.name), StateSigner(folder), progress,
                                  RoomWatch(folder, info.max_concurrent)) if c is not None]
         fitter = tuner.new_tuner(space, strategy, search_alg or strategy.searcher(space, info.study), info.storage,
                                  info.name, callbacks, info.num_samples, info.max_concurrent, stop, replay)
@@ -268,9 +261,8 @@ def finish(space: Space, folder: SearchFolder, info: SearchInfo, tracker: Any, f
             print("export: nothing to export, every trial errored", file=sys.stderr)
         seconds["export"] = time.monotonic() - started
     print(f"optuna study: {info.study.how_to_load()}")
-    where = tracker.where()
-    if where:
-        print(where)
+    for line in tracker.where():
+        print(line)
     if errored:
         print(f"search {info.name}: {len(errored)} of {info.num_samples} trials errored, e.g. "
               f"{errored[0].trial_id}: {errored[0].error} (each trial's error.txt has the traceback); exit "

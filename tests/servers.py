@@ -44,6 +44,17 @@ def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{what}: not ready after {timeout:.0f} s\n{_tail(log)}")
 
 
+def required(find) -> None:
+    """A program the tests need from the system: skipped without it, except under CI."""
+    import pytest
+    try:
+        find()
+    except ServerMissing as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"{e}: CI must install it (.ci/run)")
+        pytest.skip(str(e))
+
+
 def _tail(log: Path | None, n: int = 3000) -> str:
     return log.read_text(errors="replace")[-n:] if log is not None and log.exists() else ""
 

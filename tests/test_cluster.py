@@ -17,7 +17,6 @@ is a failure. Every server is stopped at the end, also when a test fails (tests/
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
@@ -35,19 +34,9 @@ import pytest
 from tests import helpers
 from search.bench.postgres import free_port
 from tests.helpers import ROOT, mlflow_runs, small_space
-from tests.servers import BIN, ServerMissing, mlflow_server, postgres, postgres_bin, ray_cluster
+from tests.servers import BIN, mlflow_server, postgres, postgres_bin, ray_cluster, required
 
 pytestmark = pytest.mark.cluster
-
-
-def required(find) -> None:
-    """A program the tests need from the system: skipped without it, except under CI."""
-    try:
-        find()
-    except ServerMissing as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"{e}: CI must install it (.ci/run)")
-        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ code: each line of their ```bash blocks is parsed by the program it names, witho
 - `python -m MODULE ...` and `python scripts/X.py ...`: the module's own argparse parser (its
   `parse_args` stops the command right after parsing: nothing is computed, no file is written);
 - `ray ...`, `mlflow ...`: the click command they name, its options parsed (`make_context`);
+- `tensorboard ...`: TensorBoard's own flag parser (`TensorBoard.configure`);
 - `./scripts/setup.sh`, `pip install -e '.[EXTRA]'`: the script exists, the extra is in pyproject.toml;
 - ```python blocks compile.
 
@@ -135,6 +136,9 @@ def check(words: list[str], monkeypatch) -> None:
             match = re.fullmatch(r"\.\[([\w,-]+)\]", word)
             if match:
                 assert set(match.group(1).split(",")) <= set(extras), f"{word}: no such extra in pyproject.toml"
+    elif name == "tensorboard":
+        from tensorboard import program as tensorboard
+        tensorboard.TensorBoard().configure(argv=["tensorboard", *words[1:]])  # an unknown flag exits 2
     elif name == "optuna-dashboard":
         pass  # an optional extra ('.[dashboard]'), not installed by setup
     else:
@@ -173,3 +177,9 @@ def test_a_command_that_no_longer_parses_is_caught(monkeypatch):
     with pytest.raises(Exception):
         check(["ray", "start", "--no-such-flag"], monkeypatch)
     check(["ray", "start", "--head", "--port", "6379"], monkeypatch)
+
+
+def test_a_tensorboard_command_that_no_longer_parses_is_caught(monkeypatch):
+    with pytest.raises(SystemExit):
+        check(["tensorboard", "--no-such-flag", "x"], monkeypatch)
+    check(["tensorboard", "--logdir", "x"], monkeypatch)

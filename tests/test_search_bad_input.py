@@ -30,8 +30,9 @@ def corpus(tmp_path_factory) -> Path:
         folder.mkdir(parents=True)
         if info is None:
             info = json.dumps({"name": name, "space_file": QUICKSTART, "cwd": str(d), "storage": str(d / "results"),
-                               "experiment_dir": str(folder), "tracking_uri": f"sqlite:///{d}/m.db",
-                               "mlflow_experiment": name, "parent_run_id": None, "num_samples": 8,
+                               "experiment_dir": str(folder), "num_samples": 8,
+                               "tracking": {"mlflow": {"tracking_uri": f"sqlite:///{d}/m.db", "experiment": name,
+                                                       "parent_run_id": None}},
                                "max_concurrent": 2, "strategy": "tpe+asha",
                                "optuna_storage": str(folder / "optuna.journal"), "optuna_study": name})
             (folder / "space.yaml").write_text(Path(QUICKSTART).read_text())

@@ -19,7 +19,7 @@ from search.store.ranking import outcome_counts, trial_rows
 from search.tune.searcher import OptunaSearcher
 from search.store.study import StudyRef
 from search.space import load_space
-from search.tracking.callback import MlflowCallback
+from search.tracking.callback import TrackingCallback
 from search.tracking.runs import start_parent
 from tests.helpers import write_space
 
@@ -81,7 +81,9 @@ def test_the_searcher_the_mlflow_runs_and_the_ledger_agree_on_every_trial(tmp_pa
                               sampler=strategies.get("tpe+asha").sampler(space))
     ledger = TrialLedger(folder, METRIC, "min", min_interval_s=0.0)
     ledger.setup()
-    mlflow_callback = MlflowCallback(uri, parent, space, "agree", ledger)
+    mlflow_callback = TrackingCallback([("MLflow", "search.tracking.trial_runs:TrialRuns",
+                                         {"tracking_uri": uri, "parent_run_id": parent, "sample_images": 0})],
+                                       space, "agree", ledger)
     callbacks = [ledger, mlflow_callback]
 
     for trial_id, history in HISTORIES.items():

@@ -214,3 +214,24 @@ def test_a_state_file_rewritten_while_it_is_signed_is_signed_again_at_the_next_s
         verify(folder)          # what was signed is not what lies there now ...
     signer.on_step_end(1, [])
     verify(folder)              # ... and the next step signed it again
+
+
+def test_tune_state_that_names_code_this_version_lacks_is_one_line_on_resume(tmp_path, monkeypatch):
+    """A search interrupted under another version of the project: Tune's pickles name a class that is
+    gone (as MlflowCallback went when tracking became pluggable). --resume says so and what to do."""
+    from ray import tune
+
+    from search.space import load_space
+    from search.store.errors import RunError
+    from search.tune.tuner import restored_tuner
+
+    def restore(*args, **kwargs):
+        return pickle.loads(pickle.dumps(Gone()))  # what Tune's restore meets
+    monkeypatch.setattr(tune.Tuner, "restore", restore)
+    monkeypatch.setattr(Gone, "__reduce__", lambda self: (getattr, (sys.modules[__name__], "NoLongerThere")))
+    with pytest.raises(RunError, match=r"written by another version.*search.export .*--name NEW_NAME"):
+        restored_tuner(SearchFolder(str(tmp_path)), load_space(ROOT / "spaces" / "quickstart.yaml"))
+
+
+class Gone:
+    pass

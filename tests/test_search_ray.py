@@ -227,7 +227,12 @@ def test_search_asha_prunes_optuna_knows_mlflow_logs_and_best_evaluates(tmp_path
         tid = k.data.tags["trial_id"]
         hist = client.get_metric_history(k.info.run_id, "val_elbo_nats")
         assert len(hist) == lines[tid] and [h.step for h in hist] == [8 * (i + 1) for i in range(lines[tid])]
-        assert "train.lr" in k.data.params and "model.meta_modules" in k.data.params
+        # each searched parameter once, the fixed ones in config.json; the step is each value's, not a metric
+        assert set(k.data.params) == set(k.data.tags["searched_params"].split(",")) and "train.lr" in k.data.params
+        assert "step" not in k.data.metrics
+        (tmp_path / tid).mkdir()
+        config = json.loads(Path(client.download_artifacts(k.info.run_id, "config.json", str(tmp_path / tid))).read_text())
+        assert config["train"]["lr"] == pytest.approx(float(k.data.params["train.lr"]))
         # per-layer KLs under one name, which MLflow's charts view groups
         assert "val_kl/0" in k.data.metrics and not [m for m in k.data.metrics if re.fullmatch(r"val_kl_\d+", m)]
         figs = {Path(a.path).name for a in client.list_artifacts(k.info.run_id, "figures")}
@@ -291,7 +296,8 @@ def _wait_finished_trials(exp_dir: Path, n: int, proc: subprocess.Popen, timeout
 
 
 def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
-    space = write_space(tmp_path, "resume", n=4, steps=48, scheduler="none")
+    # Both tracking back-ends on: neither logs a trial or an iteration twice through the resume.
+    space = write_space(tmp_path, "resume", n=4, steps=48, scheduler="none", tensorboard={"enabled": True})
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = tmp_path / "results"
     exp_dir = storage / "resume"
@@ -324,7 +330,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     before = result_lines(exp_dir)
     assert all(before[t] == 6 for t in finished)
 
-    assert json.loads((exp_dir / "search.json").read_text())["tracking_uri"] == uri
+    assert json.loads((exp_dir / "search.json").read_text())["tracking"]["mlflow"]["tracking_uri"] == uri
     (tmp_path / "elsewhere").mkdir()
     r = subprocess.run(cmd[:-2] + ["--resume"], cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True,
                        timeout=400)
@@ -332,7 +338,8 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     # Only the platform's own lines: not Tune's configuration box and TensorBoard hint, and in a log (no
     # terminal) no progress bar of the export's Ray task, whose every redraw would be a line.
     printed = out + r.stdout + r.stderr
-    assert "TensorBoard" not in printed and "Configuration for experiment" not in printed
+    assert "To visualize your results with TensorBoard" not in printed  # Tune's hint: its event files are off
+    assert "Configuration for experiment" not in printed
     assert "IWAE k=" not in printed, printed[-3000:]
     assert "WARNING" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]  # the resumed run is a correct one
 
@@ -361,6 +368,18 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
         hist = client.get_metric_history(k.info.run_id, "training_iteration")
         assert sorted(h.value for h in hist) == [1, 2, 3, 4, 5, 6]
     assert (exp_dir / "summary.json").exists() and (exp_dir / "best" / "model.safetensors").exists()
+    # TensorBoard: a run per trial, each iteration once, one HParams session start and end each
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from search.tracking.trial_events import logged
+    logdir = exp_dir / "tensorboard"
+    assert sorted(p.name for p in logdir.iterdir() if p.is_dir()) == sorted(k.data.tags["trial_id"] for k in kids2)
+    for run in (p for p in logdir.iterdir() if p.is_dir()):
+        acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+        acc.Reload()
+        assert [s.value for s in acc.Scalars("training_iteration")] == [1, 2, 3, 4, 5, 6], run.name
+        assert logged(run) == (6, True, True)
+    assert f"tensorboard: tensorboard --logdir {logdir}" in r.stdout
 
 
 def test_a_killed_trial_worker_restarts_from_its_last_checkpoint(tmp_path):

@@ -98,3 +98,40 @@ def test_a_password_in_the_tracking_uri_never_reaches_the_search_folder(tmp_path
         server.shutdown()
     text = (tmp_path / "r" / "quickstart" / "search.json").read_text()
     assert "hunter2" not in text and f'"http://127.0.0.1:{server.server_port}"' in text
+
+
+def test_a_search_json_written_before_pluggable_tracking_reads_as_its_mlflow_part(tmp_path):
+    """A search started by the version that kept MLflow's three fields at the top of search.json
+    resumes and exports to the same runs."""
+    import json
+
+    from search.store.folder import SearchFolder
+    folder = SearchFolder(str(tmp_path / "old"))
+    (tmp_path / "old").mkdir()
+    old = {"name": "old", "space_file": "q.yaml", "cwd": str(tmp_path), "storage": str(tmp_path),
+           "experiment_dir": str(tmp_path / "old"), "tracking_uri": "sqlite:////x/m.db", "mlflow_experiment": "e",
+           "parent_run_id": "abc", "num_samples": 8, "max_concurrent": 2, "strategy": "tpe+asha",
+           "optuna_storage": "j", "optuna_study": "old"}
+    (tmp_path / "old" / "search.json").write_text(json.dumps(old))
+    assert folder.read_info().tracking == {"mlflow": {"tracking_uri": "sqlite:////x/m.db", "experiment": "e",
+                                                      "parent_run_id": "abc"}}
+    (tmp_path / "old" / "search.json").write_text(json.dumps({**old, "tracking_uri": ""}))  # MLflow was off
+    assert folder.read_info().tracking == {}
+
+
+def test_tensorboard_on_a_search_folder_in_object_storage_needs_a_local_logdir(tmp_path, monkeypatch):
+    from search.run import SearchOptions, describe_new
+    from search.store.errors import RunError
+    from search.store.folder import SearchFolder
+    monkeypatch.chdir(tmp_path)
+    text = (ROOT / "spaces" / "quickstart.yaml").read_text()
+    (tmp_path / "tb.yaml").write_text(text + "\ntensorboard: {enabled: true}\n")
+    space = load_space(tmp_path / "tb.yaml")
+    options = SearchOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    from search import tracking
+    with pytest.raises(RunError, match="set tensorboard.logdir in the space file to a local folder"):
+        tracking.describe(space.settings, options.tracking_uri, "quickstart", "s3://bucket/searches/quickstart")
+    info = describe_new(SearchFolder(str(tmp_path / "r" / "quickstart")), space, options, str(tmp_path / "r"),
+                        "tpe+asha")
+    assert info.tracking["tensorboard"] == {"logdir": str(tmp_path / "r" / "quickstart" / "tensorboard")}
+    assert info.tracking["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path}/m.db"

@@ -1,5 +1,5 @@
-"""The tracking writer (search/tracking/writer.py): the process that makes a search's MLflow requests
-for the Tune callback. What the callback hands it is all written by `close()`, in order, batched,
+"""The tracking writer (search/tracking/writer.py): the process that makes a search's tracking requests
+(here MLflow's) for the Tune callback. What the callback hands it is all written by `close()`, in order, batched,
 never twice (also across a restart of the writer, as after an interrupted search), whatever Ctrl-C
 does to the process group; a tracking server it cannot reach costs a warning, not the search."""
 from __future__ import annotations
@@ -9,7 +9,6 @@ import os
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from search.space import load_space
@@ -20,9 +19,14 @@ from tests.helpers import write_space
 METRIC = "val_elbo_nats"
 
 
-def metrics(it: int, value: float) -> list[Metric]:
-    ts = int(time.time() * 1000)
-    return [Metric(METRIC, value, ts, 10 * it), Metric("training_iteration", float(it), ts, 10 * it)]
+def metrics(it: int, value: float) -> tuple:
+    """A result message's arguments after the trial's id and parameters: iteration, step, time, numbers."""
+    return it, 10 * it, int(time.time() * 1000), {METRIC: value, "training_iteration": float(it)}
+
+
+def mlflow_writer(uri: str, parent: str, space) -> TrackingWriter:
+    return TrackingWriter([("MLflow", "search.tracking.trial_runs:TrialRuns",
+                            {"tracking_uri": uri, "parent_run_id": parent, "sample_images": 0})], space, "writer")
 
 
 def child_runs(uri: str, parent: str) -> dict[str, object]:
@@ -38,11 +42,11 @@ def test_everything_sent_is_written_once_by_close_also_across_a_restart_and_out_
     parent = start_parent(uri, "writer", "writer", params={}, tags={})
     drawn = space.valid_samples(1, 0)[0]
 
-    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer = mlflow_writer(uri, parent, space)
     writer.send("start", "t1", drawn)
     for it in (1, 2, 3):
-        writer.send("result", "t1", drawn, it, metrics(it, 200.0 - it))
-    writer.send("result", "t1", drawn, 2, metrics(2, 999.0))  # a restarted trial reports iteration 2 again
+        writer.send("result", "t1", drawn, *metrics(it, 200.0 - it))
+    writer.send("result", "t1", drawn, *metrics(2, 999.0))  # a restarted trial reports iteration 2 again
     # Ctrl-C at a terminal goes to the foreground process group: the writer is not in it.
     assert os.getpgid(writer._process.pid) != os.getpgid(0)
     # It yields the CPU to the trials: a lower priority than the driver's (as soon as it has started).
@@ -61,11 +65,12 @@ def test_everything_sent_is_written_once_by_close_also_across_a_restart_and_out_
         (10, 199.0), (20, 198.0), (30, 197.0)]
 
     # A resumed search: a new writer finds the trial's run again and knows what it holds.
-    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer = mlflow_writer(uri, parent, space)
     writer.send("start", "t1", drawn)
     for it in (3, 4):
-        writer.send("result", "t1", drawn, it, metrics(it, 200.0 - it))
-    writer.send("finish", "t1", drawn, "completed", metrics(4, 196.0)[:1], {"status": "completed"}, None, {}, "t1")
+        writer.send("result", "t1", drawn, *metrics(it, 200.0 - it))
+    writer.send("finish", "t1", drawn, "completed", 40, int(time.time() * 1000), {METRIC: 196.0},
+                {"status": "completed"}, None, {}, "t1")
     writer.close()
     runs = child_runs(uri, parent)
     assert list(runs) == ["t1"] and runs["t1"].info.status == "FINISHED"
@@ -77,9 +82,9 @@ def test_a_tracking_server_it_cannot_reach_costs_one_warning_and_close_returns(t
     space = load_space(write_space(tmp_path, "writer", n=2, steps=40, mlflow={"sample_images": 0}))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     start_parent(uri, "writer", "writer", params={}, tags={})
-    writer = TrackingWriter(uri, "0" * 32, space, "writer", 0)  # no such parent run
+    writer = mlflow_writer(uri, "0" * 32, space)  # no such parent run
     writer.send("start", "t1", {})
-    writer.send("result", "t1", {}, 1, metrics(1, 1.0))
+    writer.send("result", "t1", {}, *metrics(1, 1.0))
     started = time.monotonic()
     writer.close()
     assert time.monotonic() - started < 60
@@ -107,12 +112,12 @@ def test_a_message_that_cannot_be_pickled_or_read_back_costs_one_warning_and_onl
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     parent = start_parent(uri, "writer", "writer", params={}, tags={})
     drawn = space.valid_samples(1, 0)[0]
-    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer = mlflow_writer(uri, parent, space)
     writer.send("start", "t1", drawn)
-    writer.send("result", "t1", drawn, 1, metrics(1, 199.0))
-    writer.send("result", "t1", drawn, 2, [lambda: None])   # cannot be pickled: dropped on the driver
-    writer.send("result", "t1", drawn, 3, [FailsToLoad()])  # cannot be read back: dropped by the writer
-    writer.send("result", "t1", drawn, 4, metrics(4, 196.0))
+    writer.send("result", "t1", drawn, *metrics(1, 199.0))
+    writer.send("result", "t1", drawn, 2, 20, 0, {METRIC: lambda: None})   # cannot be pickled: dropped on the driver
+    writer.send("result", "t1", drawn, 3, 30, 0, {METRIC: FailsToLoad()})  # cannot be read back: dropped by the writer
+    writer.send("result", "t1", drawn, *metrics(4, 196.0))
     writer.close()
     err = capfd.readouterr().err
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # the driver's side
@@ -131,9 +136,9 @@ def test_a_long_wait_at_close_is_announced_and_its_end_too_a_short_one_is_silent
     parent = start_parent(uri, "writer", "writer", params={}, tags={})
     drawn = space.valid_samples(1, 0)[0]
     said = io.StringIO()
-    writer = TrackingWriter(uri, parent, space, "writer", 0)
+    writer = mlflow_writer(uri, parent, space)
     writer.send("start", "t1", drawn)
-    writer.send("result", "t1", drawn, 1, metrics(1, 199.0))
+    writer.send("result", "t1", drawn, *metrics(1, 199.0))
     writer.close(notice_after_s=0.0, stream=said)  # the writer takes seconds to start: a wait past 0 s
     lines = said.getvalue().splitlines()
     assert len(lines) == 2 and "logging the trials' last figures and metrics" in lines[0], lines
@@ -142,8 +147,8 @@ def test_a_long_wait_at_close_is_announced_and_its_end_too_a_short_one_is_silent
     assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, METRIC)] == [199.0]
 
     quiet = io.StringIO()
-    writer = TrackingWriter(uri, parent, space, "writer", 0)
-    writer.send("result", "t1", drawn, 2, metrics(2, 198.0))
+    writer = mlflow_writer(uri, parent, space)
+    writer.send("result", "t1", drawn, *metrics(2, 198.0))
     writer.close(notice_after_s=300.0, stream=quiet)
     assert quiet.getvalue() == ""
     assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, METRIC)] == [199.0, 198.0]

@@ -106,7 +106,7 @@ def _snapshots(timer: Timer) -> Timer:
 
 
 def _instrument() -> Timer:
-    from ..tracking.callback import MlflowCallback
+    from ..tracking.callback import TrackingCallback
     from ..tracking.writer import TrackingWriter
     from ..tune import searcher
     from ..tune.callbacks import StateSigner, TrialLedger
@@ -115,7 +115,7 @@ def _instrument() -> Timer:
              "on_checkpoint", "on_trial_error"]
     timer.wrap("suggest/tell", searcher.OptunaSearcher, ["suggest", "on_trial_result", "on_trial_complete"])
     # on_experiment_end waits for the tracking writer (its own process): its CPU is counted instead.
-    timer.wrap("mlflow", MlflowCallback, [h for h in hooks if hasattr(MlflowCallback, h) and h != "on_experiment_end"])
+    timer.wrap("mlflow", TrackingCallback, [h for h in hooks if hasattr(TrackingCallback, h) and h != "on_experiment_end"])
     timer.wrap("ledger", TrialLedger, [h for h in hooks if hasattr(TrialLedger, h)])
     timer.wrap("signing", StateSigner, ["on_step_end", "on_experiment_end"])
     timer.seconds[WRITER] = 0.0

@@ -13,6 +13,7 @@
     sampler:      the sampler's seed and TPE's settings (type: tpe or random, likewise)
     points_to_evaluate: trials to run first
     mlflow:       experiment name, tracking URI, sample images per trial
+    tensorboard:  TensorBoard event files (off unless enabled), their folder, sample images per trial
     export:       IWAE evaluation of the best checkpoint (K, split, images)
 
 A searched parameter is one of
@@ -183,7 +184,7 @@ class Sampler(_Strict):
     # TPE over the joint distribution, grouped by the parameters a trial has (suits conditional spaces).
     multivariate: bool = True
     group: bool = True
-    # Where the search's Optuna study is kept (search/study.py): a database URL without a password
+    # Where the search's Optuna study is kept (search/store/study.py): a database URL without a password
     # (e.g. postgresql+psycopg://mlflow@postgres:5432/optuna) or a journal file's path. Default:
     # --optuna-storage, else OPTUNA_STORAGE, else optuna.journal in the search's folder.
     storage: Optional[str] = None
@@ -203,6 +204,15 @@ class Mlflow(_Strict):
     # Where a new MLflow experiment keeps its artifacts (default: the tracking server's choice; for a
     # sqlite:/// store, ./mlruns in the working folder).
     artifact_location: Optional[str] = None
+
+
+class Tensorboard(_Strict):
+    enabled: bool = False
+    # Where the event files go (default: the search's folder, STORAGE/NAME/tensorboard; a local folder:
+    # set it when --storage is a URI). `tensorboard --logdir` it; the HParams tab compares the trials.
+    logdir: Optional[str] = None
+    # Images in the sample grid written for every finished trial (0: none).
+    sample_images: int = Field(64, ge=0)
 
 
 class Export(_Strict):
@@ -231,4 +241,5 @@ class SpaceFile(_Strict):
     sampler: Sampler = Sampler()
     points_to_evaluate: list[dict[str, Any]] = []
     mlflow: Mlflow = Mlflow()
+    tensorboard: Tensorboard = Tensorboard()
     export: Export = Export()

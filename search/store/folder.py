@@ -1,6 +1,6 @@
 """A search folder, STORAGE/NAME/, and what is in it:
 
-    search.json    SearchInfo: how the search was started (its space file, MLflow run, trial count)
+    search.json    SearchInfo: how the search was started (its space file, tracking, trial count)
     space.yaml     the space file as it was when the search started (a resume runs exactly that)
     trials.json    the trial ledger: how every trial went (search/store/ledger.py), with trials.log,
                    the changes since trials.json was last written whole
@@ -19,7 +19,7 @@ import json
 import os
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Optional
+from typing import Any
 
 from matnet.folders import SEARCH_BEST, SEARCH_INFO, TUNE_STATE
 
@@ -34,14 +34,13 @@ class SearchInfo:
     cwd: str                        # where the search was started: relative paths in the space are from here
     storage: str
     experiment_dir: str
-    tracking_uri: str
-    mlflow_experiment: str
-    parent_run_id: Optional[str]
     num_samples: int
     max_concurrent: int
     strategy: str                   # the registered search strategy (search/tune/strategies/)
     optuna_storage: str             # where the search's Optuna study is (search/store/study.py)
     optuna_study: str               # its name (the search's)
+    # Each tracking back-end's state, by its section of the space file (search/tracking/__init__.py).
+    tracking: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     @property
@@ -49,6 +48,16 @@ class SearchInfo:
         """The search's Optuna study (search/store/study.py)."""
         from .study import StudyRef
         return StudyRef(self.optuna_storage, self.optuna_study)
+
+
+def older(raw: dict[str, Any]) -> dict[str, Any]:
+    """search.json as written before tracking back-ends were pluggable (its back-end's three fields at
+    the top), read as now: such a search's folder is read and exported to the runs it logged to."""
+    raw = dict(raw)
+    uri, experiment, parent = raw.pop("tracking_uri"), raw.pop("mlflow_experiment", ""), raw.pop("parent_run_id", None)
+    raw.setdefault("tracking", {"mlflow": {"tracking_uri": uri, "experiment": experiment, "parent_run_id": parent}}
+                   if uri else {})
+    return raw
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,8 @@ class SearchFolder:
             raw = json.loads(storage.read_text(self.info_file))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise SearchFolderError(f"{self.info_file}: not valid JSON ({e}); the search folder is damaged") from None
+        if isinstance(raw, dict) and "tracking_uri" in raw:
+            raw = older(raw)
         known = {f.name for f in fields(SearchInfo)}
         required = {f.name for f in fields(SearchInfo) if f.default is MISSING and f.default_factory is MISSING}
         if not isinstance(raw, dict) or not required <= set(raw):

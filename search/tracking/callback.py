@@ -1,16 +1,16 @@
-"""The Ray Tune callback that logs every trial as a child run of the search's parent MLflow run.
+"""The Ray Tune callback that logs every trial to the search's tracking back-ends (MLflow's child
+runs, TensorBoard's event files, or both).
 
-All logging happens on the driver's side: trials (possibly on other nodes) never talk to the tracking
-server, and interruption and resume are handled in one place. Tune's loop does not wait for MLflow:
+All logging happens on the driver's side: trials (possibly on other nodes) never talk to a tracking
+server, and interruption and resume are handled in one place. Tune's loop does not wait for tracking:
 this callback decides what to log (the trial's parameters, each result's numbers at matnet's training
-step, the outcome, the figures' checkpoint) and hands it to the tracking writer, a process of its own
-(writer.py) that makes the requests (trial_runs.py: child runs found again by `trial_id`, nothing
-logged twice, results batched).
+step, the outcome, the figures' checkpoint), as plain data, and hands it to the tracking writer, a
+process of its own (writer.py) in which each back-end's sink makes its requests (sinks.py: trial_runs.py,
+trial_events.py; nothing logged twice, results batched).
 
 - A finished trial gets its outcome (search/store/outcome.py) as the `status` tag, its best value (from
-  the trial ledger), its figures (samples or imputations, per-layer KL) under figures/, and its
-  training history (metrics.jsonl, Figure 4 as kl_per_layer.png) under training/.
-- Child runs carry the parent's context tags (user, source, git commit) and their data set as input.
+  the trial ledger), its figures (samples or imputations, per-layer KL) and its training history
+  (metrics.jsonl, Figure 4 as kl_per_layer.png).
 - Under population-based training, each exploitation is a tag `pbt.exploit.N` (whose checkpoint, at
   which step, the new parameters) and `pbt.exploits` counts them.
 """
@@ -24,19 +24,18 @@ from ray.tune import Callback
 from ..store.keys import ERROR_KEY, ITERATION_KEY, LINEAGE_KEY, NODE_KEY, STEP_KEY
 from ..store.ledger import error_line
 from ..store.outcome import Outcome, classify
-from .runs import STATUS_TAG, numeric_metrics
+from .metrics import STATUS_TAG, numeric_metrics
 from .writer import TrackingWriter
 
 
-class MlflowCallback(Callback):
-    def __init__(self, tracking_uri: str, parent_run_id: str, space: Any, search_name: str, ledger: Any):
-        self.tracking_uri = tracking_uri
-        self.parent_run_id = parent_run_id
+class TrackingCallback(Callback):
+    def __init__(self, sinks: list[tuple[str, str, dict[str, Any]]], space: Any, search_name: str, ledger: Any):
+        """sinks: what the writer opens for each enabled back-end (label, "module:Class", arguments)."""
+        self.sinks = sinks
         self.space = space
         self.search_name = search_name
         self.ledger = ledger  # the trial ledger, a callback before this one: the trials' best values
         self.metric = space.settings.experiment.metric
-        self.sample_images = space.settings.mlflow.sample_images
         self._writer: TrackingWriter | None = None
 
     # Tune pickles callbacks with the experiment (tuner.pkl): not the writer process.
@@ -46,8 +45,7 @@ class MlflowCallback(Callback):
     @property
     def writer(self) -> TrackingWriter:
         if self._writer is None:
-            self._writer = TrackingWriter(self.tracking_uri, self.parent_run_id, self.space, self.search_name,
-                                          self.sample_images)
+            self._writer = TrackingWriter(self.sinks, self.space, self.search_name)
         return self._writer
 
     # ---- Tune hooks ------------------------------------------------------------------------------
@@ -58,15 +56,13 @@ class MlflowCallback(Callback):
         self.writer.send("recover", trial.trial_id, dict(trial.config), trial.num_failures)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
-        from mlflow.entities import Metric
         exploited = result.get(LINEAGE_KEY)
         if isinstance(exploited, dict):
             self.writer.send("exploit", trial.trial_id, dict(trial.config), exploit_text(exploited))
         it = int(result.get(ITERATION_KEY, 0))
         step = int(result.get(STEP_KEY, it))
-        ts = int(time.time() * 1000)
-        self.writer.send("result", trial.trial_id, dict(trial.config), it,
-                         [Metric(k, v, ts, step) for k, v in numeric_metrics(result).items()])
+        self.writer.send("result", trial.trial_id, dict(trial.config), it, step, int(time.time() * 1000),
+                         numeric_metrics(result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, classify(trial.last_result, self.metric))
@@ -82,7 +78,6 @@ class MlflowCallback(Callback):
     def _finish(self, trial: Any, outcome: Outcome) -> None:
         """The trial's last metrics and tags, and the checkpoint its figures are drawn from (by the
         writer: a figure means loading the checkpoint and drawing samples)."""
-        from mlflow.entities import Metric
         last = dict(trial.last_result or {})
         tags = {STATUS_TAG: str(outcome)}
         if last.get(NODE_KEY):
@@ -93,16 +88,15 @@ class MlflowCallback(Callback):
             tags[ERROR_KEY] = str(last[ERROR_KEY])[:5000]
         if outcome is Outcome.ERROR:
             tags[ERROR_KEY] = error_line(trial.error_file)
-        ts = int(time.time() * 1000)
         step = int(last.get(STEP_KEY, last.get(ITERATION_KEY, 0)) or 0)
-        finals = [Metric("iterations", float(last.get(ITERATION_KEY, 0) or 0), ts, step)]
+        finals = {"iterations": float(last.get(ITERATION_KEY, 0) or 0)}
         record = self.ledger.records.get(trial.trial_id)
         if record is not None and record.best_value is not None:
-            finals.append(Metric(f"best_{self.metric}", record.best_value, ts, step))
+            finals[f"best_{self.metric}"] = record.best_value
         checkpoint = trial.checkpoint if outcome is not Outcome.ERROR else None
         title = f"{trial.trial_id} ({outcome}), step {last.get(STEP_KEY, '?')}"
-        self.writer.send("finish", trial.trial_id, dict(trial.config), str(outcome), finals, tags, checkpoint,
-                         last, title)
+        self.writer.send("finish", trial.trial_id, dict(trial.config), str(outcome), step, int(time.time() * 1000),
+                         finals, tags, checkpoint, last, title)
 
 
 def exploit_text(exploited: dict[str, Any]) -> str:

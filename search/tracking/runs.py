@@ -7,21 +7,14 @@ KILLED or FAILED.
 """
 from __future__ import annotations
 
-import json
-import math
 from typing import Any, Iterable
 
-from ..store.keys import KL_PREFIX
+from .metrics import STATUS_TAG
 
 TRIAL_TAG = "trial_id"
 SEARCH_TAG = "search_name"
-STATUS_TAG = "status"         # a child run: the trial's outcome (search/outcome.py); the parent: the search's state
 SEARCH_RUNNING = "running"
 TRIAL_INTERRUPTED = "interrupted"  # a child run whose trial was still running when the search stopped
-# Result keys that Ray adds and that say nothing about the model.
-RAY_KEYS = {"pid", "timestamp", "time_this_iter_s", "iterations_since_restore", "time_since_restore",
-            "should_checkpoint", "done", "date", "hostname", "node_ip", "trial_id", "experiment_tag",
-            "config", "checkpoint_dir_name", "experiment_id"}
 MAX_BATCH_PARAMS = 100  # MLflow's limit of params per log_batch request
 MAX_BATCH_METRICS = 1000
 
@@ -41,20 +34,6 @@ def chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
         yield items[i:i + n]
 
 
-def flat_config(d: Any, prefix: str = "") -> dict[str, str]:
-    """A config dict as MLflow params: dotted keys, lists of settings as compact JSON."""
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flat_config(v, key + "."))
-        elif isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v, separators=(",", ":"))
-        else:
-            out[key] = str(v)
-    return out
-
-
 def log_params(mlflow_client: Any, run_id: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> None:
     from mlflow.entities import Param, RunTag
     items = [Param(k, str(v)[:6000]) for k, v in params.items()]
@@ -63,24 +42,6 @@ def log_params(mlflow_client: Any, run_id: str, params: dict[str, Any], tags: di
     for chunk in chunks(items, MAX_BATCH_PARAMS) if items else [[]]:
         mlflow_client.log_batch(run_id, params=chunk, tags=tag_items if first else [])
         first = False
-
-
-def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a Tune result, less Ray's bookkeeping, under their MLflow names."""
-    out = {}
-    for k, v in result.items():
-        if k in RAY_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        if math.isfinite(v):
-            out[mlflow_name(k)] = float(v)
-    return out
-
-
-def mlflow_name(key: str) -> str:
-    """A result's key in MLflow: the per-layer KLs val_kl_0, val_kl_1, ... (Tune's names, flat) become
-    val_kl/0, val_kl/1, ..., which MLflow's charts view groups in one section."""
-    layer = key[len(KL_PREFIX):]
-    return f"{KL_PREFIX[:-1]}/{layer}" if key.startswith(KL_PREFIX) and layer.isdigit() else key
 
 
 def start_parent(uri: str, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str],

@@ -1,5 +1,5 @@
 """The MLflow child runs of a search's trials, as written by the tracking writer (writer.py): what the
-Tune callback (callback.py) decides, this file turns into MLflow requests.
+Tune callback (callback.py) decides, this sink (sinks.py) turns into MLflow requests.
 
 - A trial's child run is found again by its `trial_id` tag under the parent (the existing children
   are listed once, at the start), so a resumed or restarted trial never gets a second child run.
@@ -14,18 +14,20 @@ Tune callback (callback.py) decides, this file turns into MLflow requests.
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from ..store.keys import ITERATION_KEY, kl_per_layer
+from ..store.keys import ITERATION_KEY
 from ..store.outcome import Outcome
 from .context import dataset_input, inherited_tags
-from .painters import Painters, workers
-from .runs import (MAX_BATCH_METRICS, SEARCH_TAG, STATUS_TAG, TRIAL_TAG, children, chunks, client, flat_config,
+from .runs import (MAX_BATCH_METRICS, SEARCH_TAG, STATUS_TAG, TRIAL_TAG, children, chunks, client,
                    log_params)
+from .sinks import TrialSink
 
 logger = logging.getLogger(__name__)
 
+CONFIG_ARTIFACT = "config.json"  # a trial's whole matnet config, beside its searched parameters
 # A child run's MLflow status for each outcome.
 MLFLOW_STATUS = {Outcome.COMPLETED: "FINISHED", Outcome.PRUNED: "FINISHED", Outcome.DIVERGED: "FAILED",
                  Outcome.ERROR: "FAILED"}
@@ -43,7 +45,9 @@ def unanswered(error: BaseException) -> str | None:
     return next((why for words, why in UNANSWERED.items() if words in str(error)), None)
 
 
-class TrialRuns:
+class TrialRuns(TrialSink):
+    label = "MLflow"
+
     def __init__(self, tracking_uri: str, parent_run_id: str, space: Any, search_name: str, sample_images: int):
         self.parent_run_id = parent_run_id
         self.space = space
@@ -57,8 +61,6 @@ class TrialRuns:
         self.runs: dict[str, str] = {}        # trial id -> child run id
         self.last_iter: dict[str, int] = {}   # trial id -> last training_iteration logged or queued
         self.pending: dict[str, list[Any]] = {}  # trial id -> metrics to log
-        self.painters = Painters(workers())      # the finished trials' figures (painters.py)
-        self.gone = False                        # the tracking server stopped answering for good
         for run in children(tracking_uri, parent_run_id):
             trial_id = run.data.tags.get(TRIAL_TAG)
             if not trial_id or trial_id in self.runs:
@@ -68,26 +70,17 @@ class TrialRuns:
                 history = self.client.get_metric_history(run.info.run_id, ITERATION_KEY)
                 self.last_iter[trial_id] = int(max((m.value for m in history), default=0))
 
-    def safely(self, what: str, fn, *args: Any) -> Any:
-        """A tracking-server hiccup is logged, never allowed to stop the search. A server that does not
-        answer through all of MLflow's retries (a minute: MLFLOW_HTTP_REQUEST_MAX_RETRIES, set by the
-        search) is gone: said once, and nothing more is sent to it, so the search does not wait a
-        minute per request for it (a search's end would otherwise wait hours)."""
-        if self.gone:
-            return None
-        try:
-            return fn(*args)
-        except Exception as e:  # noqa: BLE001 - tracking is best effort for the search itself
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            why = unanswered(e)
-            if why:
-                self.gone = True
-                logger.warning("MLflow: the tracking server at %s does not answer (%s); the search goes on without "
-                               "it: its trials are in trials.json, and the MLflow runs stop here",
-                               self.tracking_uri, why)
-            else:
-                logger.warning("MLflow: could not %s: %s", what, first)
-            return None
+    def given_up(self, error: BaseException) -> bool:
+        """A server that does not answer through all of MLflow's retries (a minute:
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES, set by the search) is gone: said once, and nothing more is sent
+        to it, so the search does not wait a minute per request for it (a search's end would otherwise
+        wait hours)."""
+        why = unanswered(error)
+        if why:
+            self.gone = True
+            logger.warning("MLflow: the tracking server at %s does not answer (%s); the search goes on without "
+                           "it: its trials are in trials.json, and the MLflow runs stop here", self.tracking_uri, why)
+        return bool(why)
 
     # ---- what the callback sends (writer.py calls these by name) ---------------------------------
     def start(self, trial_id: str, drawn: dict[str, Any]) -> None:
@@ -100,13 +93,15 @@ class TrialRuns:
     def recover(self, trial_id: str, drawn: dict[str, Any], failures: int) -> None:
         self.client.set_tag(self._child(trial_id, drawn), "restarts", str(failures))
 
-    def result(self, trial_id: str, drawn: dict[str, Any], iteration: int, metrics: list[Any]) -> None:
-        """One result's metrics (mlflow Metric entities), queued unless that iteration was logged."""
+    def result(self, trial_id: str, drawn: dict[str, Any], iteration: int, step: int, ts: int,
+               metrics: dict[str, float]) -> None:
+        """One result's metrics at matnet's training step, queued unless that iteration was logged."""
+        from mlflow.entities import Metric
         self._child(trial_id, drawn)
         if iteration <= self.last_iter.get(trial_id, 0):
             return  # logged before an interruption or a restart: not twice
         self.last_iter[trial_id] = iteration
-        self.pending.setdefault(trial_id, []).extend(metrics)
+        self.pending.setdefault(trial_id, []).extend(Metric(k, v, ts, step) for k, v in metrics.items())
 
     def exploit(self, trial_id: str, drawn: dict[str, Any], text: str) -> None:
         """A PBT exploitation as the tag pbt.exploit.N; pbt.exploits counts them."""
@@ -119,34 +114,20 @@ class TrialRuns:
         self.client.log_batch(run_id, tags=[RunTag(f"pbt.exploit.{n + 1}", text[:5000]),
                                             RunTag("pbt.exploits", str(n + 1))])
 
-    def finish(self, trial_id: str, drawn: dict[str, Any], outcome: str, finals: list[Any], tags: dict[str, str],
-               checkpoint: Any, last: dict[str, Any], title: str) -> None:
-        """The trial's last metrics and tags, its figures and its end."""
-        from mlflow.entities import RunTag
+    def finish(self, trial_id: str, drawn: dict[str, Any], outcome: str, step: int, ts: int,
+               finals: dict[str, float], tags: dict[str, str]) -> None:
+        """The trial's last metrics and outcome tags (its figures and end come with `end`)."""
+        from mlflow.entities import Metric, RunTag
         self.flush(trial_id)
-        run_id = self._child(trial_id, drawn)
-        self.client.log_batch(run_id, metrics=finals, tags=[RunTag(k, v) for k, v in tags.items()])
-        status = MLFLOW_STATUS[Outcome(outcome)]
-        if checkpoint is None:
-            self.client.set_terminated(run_id, status)
-            return
-        kl = None if Outcome(outcome) is Outcome.DIVERGED else kl_per_layer(last)  # diverged: the last good checkpoint's own
+        self.client.log_batch(self._child(trial_id, drawn), metrics=[Metric(k, v, ts, step) for k, v in finals.items()],
+                              tags=[RunTag(k, v) for k, v in tags.items()])
 
-        def figures_ready(files: list[tuple[str, str]] | None, error: BaseException | None) -> None:
-            """The figures logged, then the run's end (a finished run has its figures)."""
-            if error is not None:
-                logger.warning("MLflow: could not log the figures of trial %s: %s", trial_id,
-                               str(error).splitlines()[0] if str(error) else type(error).__name__)
-            for path, folder in files or []:
-                self.safely(f"log the figures of trial {trial_id}", self.client.log_artifact, run_id, path, folder)
-            self.safely(f"finish the run of trial {trial_id}", self.client.set_terminated, run_id, status)
-        self.painters.submit(figures_ready, checkpoint, self.sample_images, title, kl)
-
-    def collect(self, wait: bool = False) -> None:
-        """Log the figures the painters have drawn (all of them, waiting, when `wait`: the writer's end)."""
-        self.painters.collect(wait)
-        if wait:
-            self.painters.drain()
+    def end(self, trial_id: str, outcome: str, files: list[tuple[str, str]]) -> None:
+        """The trial's figures as artifacts (each file in its folder), then the run's end."""
+        run_id = self.runs[trial_id]
+        for path, folder in files:
+            self.safely(f"log the figures of trial {trial_id}", self.client.log_artifact, run_id, path, folder)
+        self.client.set_terminated(run_id, MLFLOW_STATUS[Outcome(outcome)])
 
     def flush(self, trial_id: str | None = None) -> None:
         """Log what waits (one trial's, or all), as one request per trial (per 1,000 metrics)."""
@@ -157,7 +138,9 @@ class TrialRuns:
 
     # ---- helpers ---------------------------------------------------------------------------------
     def _child(self, trial_id: str, drawn: dict[str, Any]) -> str:
-        """The trial's child run, created (with its parameters and data set) the first time."""
+        """The trial's child run, created the first time: the parameters the search drew (each once, under
+        its name in the space file, so MLflow's compare page plots and tables only what differs between
+        trials), the whole config as config.json, and its data set."""
         if trial_id in self.runs:
             return self.runs[trial_id]
         run = self.client.create_run(self.experiment_id, run_name=f"{self.search_name}/{trial_id}", tags={
@@ -166,11 +149,10 @@ class TrialRuns:
         self.runs[trial_id] = run.info.run_id
         try:
             config = self.space.trial_config(dict(drawn))
-            params = {**flat_config(config.to_dict()), **drawn}
+            self.client.log_text(run.info.run_id, json.dumps(config.to_dict(), indent=2) + "\n", CONFIG_ARTIFACT)
             self.client.log_inputs(run.info.run_id, datasets=[dataset_input(config.data)])
         except Exception as e:  # noqa: BLE001 - the drawn values alone are still worth logging
-            params = dict(drawn)
             logger.warning("trial %s: config not rebuilt for MLflow (%s)", trial_id, e)
-        log_params(self.client, run.info.run_id, params, {"searched_params": ",".join(sorted(drawn))[:5000]})
+        log_params(self.client, run.info.run_id, drawn, {"searched_params": ",".join(sorted(drawn))[:5000]})
         return run.info.run_id
 

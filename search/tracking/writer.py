@@ -1,5 +1,5 @@
-"""The tracking writer: a process of its own that makes every MLflow request of a search's trials
-(trial_runs.py), so that Tune's loop on the driver only hands it messages.
+"""The tracking writer: a process of its own that makes every tracking request of a search's trials
+(each enabled back-end's sink: sinks.py), so that Tune's loop on the driver only hands it messages.
 
 Why a process: at 64 trials at once, the MLflow requests (a child run per trial, metric batches,
 ends) and the trials' figures (a model loaded, samples drawn, matplotlib) were about 60 % of the
@@ -8,11 +8,12 @@ driver's CPU, and a thread would still hold the driver's interpreter lock for th
 down the writer's stdin (a thread of the driver's feeds the pipe, so a slow tracking server never
 blocks Tune's loop); the writer applies them in order and logs results batched, at least every
 FLUSH_EVERY_S. Each message travels as a frame (its length, then its pickle): the writer's reading
-thread only cuts frames, and its main thread alone unpickles them, because unpickling imports (an
-mlflow Metric imports mlflow) and two threads importing mlflow at once can deadlock on its import
-cycles (seen: "deadlock detected by _ModuleLock('mlflow.protos.databricks_pb2')"). A message that
-cannot be pickled, or read back, costs a warning and only that message. It is `python -m search.tracking.writer`, not a multiprocessing child: those import
-the driver's main script again, which a user's own script need not guard.
+thread only cuts frames, and its main thread alone unpickles them and imports what the back-ends
+need, because two threads importing mlflow at once can deadlock on its import cycles (seen: "deadlock
+detected by _ModuleLock('mlflow.protos.databricks_pb2')"). A message that cannot be pickled, or read
+back, costs a warning and only that message. It is `python -m search.tracking.writer`, not a
+multiprocessing child: those import the driver's main script again, which a user's own script need
+not guard.
 
 Nothing is lost: `close()` (the search's end, an interruption included) ends the stream and waits
 until the writer has applied everything in it; a wait of more than a few seconds (the figures of the
@@ -36,6 +37,8 @@ import weakref
 from pathlib import Path
 from typing import Any, TextIO
 
+from .sinks import WHAT
+
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 1.0  # results wait at most this long before they are logged
@@ -47,9 +50,6 @@ FRAME = struct.Struct("<Q")  # a message's length in bytes, before its pickle
 # A close() that waits longer than this says so (a search of thousands of trials can leave minutes of
 # figures to draw: docs/benchmarks.md), then says when the wait is over.
 NOTICE_AFTER_S = 5.0
-# What each message does, for the warning when MLflow refuses it.
-WHAT = {"start": "start the run of", "recover": "record the restart of", "result": "log a result of",
-        "exploit": "tag an exploitation of", "finish": "finish the run of"}
 
 
 # The writers this process started and has not closed. A search that a fault stopped (tune/faults.py)
@@ -67,8 +67,10 @@ def close_open() -> None:
 class TrackingWriter:
     """The driver's handle on the writer process (started on first use)."""
 
-    def __init__(self, tracking_uri: str, parent_run_id: str, space: Any, search_name: str, sample_images: int):
-        self._args = (tracking_uri, parent_run_id, space, search_name, sample_images)
+    def __init__(self, sinks: list[tuple[str, str, dict[str, Any]]], space: Any, search_name: str):
+        """sinks: (label, "module:Class", its keyword arguments) of each back-end's sink (sinks.py)."""
+        self._args = (sinks, space, search_name)
+        self.label = " and ".join(label for label, _, _ in sinks)  # the back-ends, as messages name them
         self._process: subprocess.Popen | None = None
         self._outbox: queues.SimpleQueue = queues.SimpleQueue()
         self._feeder: threading.Thread | None = None
@@ -80,8 +82,8 @@ class TrackingWriter:
             self._start()
         if self._process.poll() is not None:
             if not self._warned:
-                logger.warning("MLflow: the tracking writer stopped (exit code %s); trials are no longer logged "
-                               "to MLflow. The search goes on; its results are in trials.json",
+                logger.warning("%s: the tracking writer stopped (exit code %s); trials are no longer logged "
+                               "there. The search goes on; its results are in trials.json", self.label,
                                self._process.returncode)
                 self._warned = True
             return
@@ -93,7 +95,7 @@ class TrackingWriter:
         self._process = subprocess.Popen([sys.executable, "-m", "search.tracking.writer"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, env=env, start_new_session=True)
         self._outbox.put(("open", self._args))
-        self._feeder = threading.Thread(target=self._feed, name="mlflow-writer-feed", daemon=True)
+        self._feeder = threading.Thread(target=self._feed, name="tracking-writer-feed", daemon=True)
         self._feeder.start()
         _OPEN.add(self)
 
@@ -107,8 +109,8 @@ class TrackingWriter:
                 try:
                     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
                 except Exception as e:  # noqa: BLE001 - what the callback sent; the others still go
-                    logger.warning("MLflow: could not %s: it cannot be pickled for the tracking writer (%s)",
-                                   _what(message), str(e).splitlines()[0] if str(e) else type(e).__name__)
+                    logger.warning("%s: could not %s: it cannot be pickled for the tracking writer (%s)",
+                                   self.label, _what(message), str(e).splitlines()[0] if str(e) else type(e).__name__)
                     continue
                 pipe.write(FRAME.pack(len(data)) + data)
                 if self._outbox.empty():
@@ -130,7 +132,7 @@ class TrackingWriter:
 
         def waiting() -> None:
             said.append(True)
-            _say(out_stream, "MLflow: logging the trials' last figures and metrics ...")
+            _say(out_stream, f"{self.label}: logging the trials' last figures and metrics ...")
         notice = threading.Timer(notice_after_s, waiting)
         notice.daemon = True
         notice.start()
@@ -146,7 +148,7 @@ class TrackingWriter:
         if said:
             from ..tune.progress import clock  # the driver's side only: the status line's own format
             # "done", not "logged": a tracking server gone for good (trial_runs.py) got none of them
-            _say(out_stream, f"MLflow: done in {clock(time.monotonic() - started)}")
+            _say(out_stream, f"{self.label}: done in {clock(time.monotonic() - started)}")
         try:
             self.cpu_seconds += float(out.decode().split()[-1])
         except (IndexError, ValueError):
@@ -156,7 +158,7 @@ class TrackingWriter:
 
 
 def serve() -> int:
-    """The writer's loop: apply each message from stdin to the trials' runs; flush results every
+    """The writer's loop: apply each message from stdin to every back-end's sink; flush results every
     FLUSH_EVERY_S; at the end of the stream, write what waits and print this process's CPU seconds."""
     try:
         os.nice(NICENESS)
@@ -177,7 +179,7 @@ def serve() -> int:
             pass
         inbox.put(None)  # the end of the stream, a cut one included: write what waits and end
     threading.Thread(target=read, daemon=True).start()
-    runs, flushed = None, time.monotonic()
+    sinks, flushed = None, time.monotonic()
     while True:
         try:
             message = inbox.get(timeout=FLUSH_EVERY_S)
@@ -189,40 +191,28 @@ def serve() -> int:
             try:
                 message = pickle.loads(message)
             except Exception as e:  # noqa: BLE001 - one message lost, not the others
-                logger.warning("MLflow: the tracking writer could not read a message (%s); it is not logged",
+                logger.warning("tracking: the tracking writer could not read a message (%s); it is not logged",
                                str(e).splitlines()[0] if str(e) else type(e).__name__)
                 message = ("", ())
         name, args = message
         if name == "open":
-            runs = _open(*args)
-        elif name and runs is not None:
-            runs.safely(f"{WHAT[name]} trial {args[0]}", getattr(runs, name), *args)
-        if runs is not None:
-            runs.collect()  # the figures the painters have drawn, logged
+            from .sinks import Sinks
+            sinks = Sinks(*args)
+        elif name and sinks is not None:
+            sinks.apply(name, args)
+        if sinks is not None:
+            sinks.collect()  # the figures the painters have drawn, logged
             if time.monotonic() - flushed >= FLUSH_EVERY_S:
-                runs.flush()
+                sinks.flush()
                 flushed = time.monotonic()
-    if runs is not None:
-        runs.flush()
-        runs.collect(wait=True)
+    if sinks is not None:
+        sinks.close()
     cpu = os.times()  # the painters' CPU too (children, ended and waited for by collect)
     try:
         print(cpu.user + cpu.system + cpu.children_user + cpu.children_system, flush=True)
     except BrokenPipeError:  # the driver is gone (killed) and will not read it; what it sent is written
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
     return 0
-
-
-def _open(tracking_uri: str, parent_run_id: str, space: Any, search_name: str, sample_images: int) -> Any:
-    """The trials' runs under the parent; None (and one warning) when MLflow cannot be reached."""
-    from .trial_runs import TrialRuns
-    try:
-        return TrialRuns(tracking_uri, parent_run_id, space, search_name, sample_images)
-    except Exception as e:  # noqa: BLE001 - the search goes on without MLflow; what is sent is read and dropped
-        logger.warning("MLflow: could not reach the search's runs at %s (%s); trials are not logged to MLflow. "
-                       "The search goes on; its results are in trials.json", tracking_uri,
-                       str(e).splitlines()[0] if str(e) else type(e).__name__)
-        return None
 
 
 def _say(stream: TextIO, line: str) -> None:

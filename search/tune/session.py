@@ -19,14 +19,6 @@ def ray_session(address: str | None, space: Space, num_gpus: int | None, seconds
     seconds["ray_init"] = time.monotonic() - started
     # Tune warns about frequent experiment snapshots, which keeping the best checkpoints forces.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # MLflow prints two links for every run it ends on a tracking server (one per trial), and its
-    # experiment link opens the GenAI overview; the search prints the runs table's once, at its end.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars of kilobytes, in the search's log
-    # A tracking server that does not answer: MLflow retries a request 7 times by default, about 4
-    # minutes with its backoff; 5 is about a minute, which still rides out a server's restart, and a
-    # server gone for good costs the search a minute, not 4 per request (tracking/trial_runs.py).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
     try:
         yield
     finally:

@@ -70,5 +70,13 @@ def restored_tuner(folder: SearchFolder, space: Space, replay: Any = None):
     callbacks go on where they stopped): finished trials are not run again, unfinished ones continue
     from their last checkpoint. Tune unpickles that state: search.run checks its provenance first."""
     from ray import tune
+
+    from ..store.errors import RunError
     quiet_tune_output()
-    return tune.Tuner.restore(folder.path, replay or trainable(space), resume_unfinished=True, resume_errored=False)
+    try:
+        return tune.Tuner.restore(folder.path, replay or trainable(space), resume_unfinished=True,
+                                  resume_errored=False)
+    except (AttributeError, ImportError) as e:  # its pickles name code this version no longer has
+        raise RunError(f"--resume: Tune's saved state of {folder.path} was written by another version of this "
+                       f"project ({str(e).splitlines()[0]}); export what it has with python -m search.export "
+                       f"{folder.path}, or start the search again with --name NEW_NAME") from None
