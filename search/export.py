@@ -75,29 +75,8 @@ def export_search(exp_dir: str, *, records: dict[str, TrialRecord] | None = None
         files = best_figures(best_dir, figures, export.sample_images, evaluation)
 
         rows = ranking.trial_rows(records, metric, mode)
-        summary = {
-            "search": info.name,
-            "space_file": info.space_file,
-            "experiment_dir": exp_dir,
-            "metric": metric,
-            "mode": mode,
-            "strategy": info.strategy,
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "best": {
-                "trial_id": best.trial_id,
-                "status": best.outcome,
-                f"best_{metric}": best.best_value,
-                "checkpoint": folder.best,
-                "checkpoint_step": meta.get("step"),
-                "params": dict(best.current_params),
-                "config": config.to_dict(),
-                "metrics": dict(meta.get("metrics", {})),
-                "evaluation": evaluation,
-            },
-            "top_trials": rows[:export.top_trials],
-            "trials": ranking.outcome_counts(records),
-            "exploitations": sum(len(r.lineage) for r in records.values()),
-        }
+        summary = summary_of(folder, info, metric, mode, best, meta, config.to_dict(), evaluation, records, rows,
+                             export.top_trials)
         not_recorded = info.study.not_recorded()
         importances, study_files, why_none = (({}, [], f"the Optuna study records no trials ({not_recorded})")
                                               if not_recorded else study_figures(info.study, figures))
@@ -111,6 +90,35 @@ def export_search(exp_dir: str, *, records: dict[str, TrialRecord] | None = None
     if print_results:
         print_summary(folder, summary, rows, records, export.top_trials, tracker.best_lines(summary))
     return summary
+
+
+def summary_of(folder: SearchFolder, info: Any, metric: str, mode: str, best: TrialRecord, meta: dict[str, Any],
+               config: dict[str, Any], evaluation: dict[str, Any], records: dict[str, TrialRecord],
+               rows: list[dict[str, Any]], top: int) -> dict[str, Any]:
+    """summary.json, less what the study and the tracking back-ends add."""
+    return {
+        "search": info.name,
+        "space_file": info.space_file,
+        "experiment_dir": folder.path,
+        "metric": metric,
+        "mode": mode,
+        "strategy": info.strategy,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "best": {
+            "trial_id": best.trial_id,
+            "status": best.outcome,
+            f"best_{metric}": best.best_value,
+            "checkpoint": folder.best,
+            "checkpoint_step": meta.get("step"),
+            "params": dict(best.current_params),
+            "config": config,
+            "metrics": dict(meta.get("metrics", {})),
+            "evaluation": evaluation,
+        },
+        "top_trials": rows[:top],
+        "trials": ranking.outcome_counts(records),
+        "exploitations": sum(len(r.lineage) for r in records.values()),
+    }
 
 
 def best_figures(checkpoint: Path, out: Path, sample_images: int, evaluation: dict[str, Any]) -> list[Path]:

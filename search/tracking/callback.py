@@ -62,7 +62,7 @@ class TrackingCallback(Callback):
         it = int(result.get(ITERATION_KEY, 0))
         step = int(result.get(STEP_KEY, it))
         self.writer.send("result", trial.trial_id, dict(trial.config), it, step, int(time.time() * 1000),
-                         numeric_metrics(result))
+                         numeric_metrics(result, first=self.metric))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, classify(trial.last_result, self.metric))

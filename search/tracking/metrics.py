@@ -16,10 +16,11 @@ NOT_LOGGED = {STEP_KEY, "pid", "timestamp", "time_this_iter_s", "iterations_sinc
             "config", "checkpoint_dir_name", "experiment_id"}
 
 
-def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers of a Tune result, less Ray's bookkeeping, under their logged names."""
+def numeric_metrics(result: dict[str, Any], first: str | None = None) -> dict[str, float]:
+    """The finite numbers of a Tune result, less Ray's bookkeeping, under their logged names; `first`
+    (the search's metric) leads: MLflow's compare page plots a run's first-logged metric by default."""
     out = {}
-    for k, v in result.items():
+    for k, v in sorted(result.items(), key=lambda item: item[0] != first):
         if k in NOT_LOGGED or isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if math.isfinite(v):

@@ -4,7 +4,7 @@ Ray's own OptunaSearch (Ray 2.60) tells Optuna that a trial ASHA stopped is COMP
 low-fidelity score, which TPE then ranks against fully trained trials as if they were equals (a
 test keeps that fact in view: tests/test_search_searcher.py). This searcher is written on the public
 APIs of both libraries instead (Tune's `Searcher`, Optuna's ask-and-tell; one private Optuna name, in
-search/compat.py, reopens a trial after a restart), and tells each trial as
+search/tune/compat.py, reopens a trial after a restart), and tells each trial as
 `search.store.outcome.classify` decides, the same way the MLflow runs and the export see it:
 
 - completed -> COMPLETE with its last value;
