@@ -104,9 +104,12 @@ def test_a_signature_made_with_another_key_is_refused(tmp_path, monkeypatch):
 def test_resume_refuses_a_planted_pickle_before_anything_runs(tmp_path):
     space = ROOT / "spaces" / "quickstart.yaml"
     folder = SearchFolder(str(tmp_path / "results" / "quickstart"))
-    info = SearchInfo("quickstart", str(space), str(tmp_path), str(tmp_path / "results"), folder.path,
-                      f"sqlite:///{tmp_path}/mlflow.db", "quickstart", None, 8, 2, "tpe+asha",
-                      str(tmp_path / "results" / "quickstart" / "optuna.journal"), "quickstart")
+    info = SearchInfo(name="quickstart", space_file=str(space), cwd=str(tmp_path), storage=str(tmp_path / "results"),
+                      experiment_dir=folder.path, num_samples=8, max_concurrent=2, strategy="random+asha",
+                      optuna_storage=str(tmp_path / "results" / "quickstart" / "optuna.journal"),
+                      optuna_study="quickstart",
+                      tracking={"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                                           "experiment": "quickstart", "parent_run_id": None}})
     folder.write_info(info, space.read_text())
     tune_state(Path(folder.path))
     marker = tmp_path / "pwned"
@@ -225,10 +228,12 @@ def test_tune_state_that_names_code_this_version_lacks_is_one_line_on_resume(tmp
     from search.store.errors import RunError
     from search.tune.tuner import restored_tuner
 
+    saved = pickle.dumps(Gone())  # Tune's state names this class ...
+    monkeypatch.delattr(sys.modules[Gone.__module__], "Gone")  # ... which this version no longer has
+
     def restore(*args, **kwargs):
-        return pickle.loads(pickle.dumps(Gone()))  # what Tune's restore meets
+        return pickle.loads(saved)  # what Tune's restore meets
     monkeypatch.setattr(tune.Tuner, "restore", restore)
-    monkeypatch.setattr(Gone, "__reduce__", lambda self: (getattr, (sys.modules[__name__], "NoLongerThere")))
     with pytest.raises(RunError, match=r"written by another version.*search.export .*--name NEW_NAME"):
         restored_tuner(SearchFolder(str(tmp_path)), load_space(ROOT / "spaces" / "quickstart.yaml"))
 

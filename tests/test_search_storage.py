@@ -42,8 +42,10 @@ def test_a_search_folder_reads_back_what_it_wrote_and_refuses_what_it_did_not(tm
     assert not folder.is_search() and not folder.is_used()
     with pytest.raises(SearchFolderError, match="no search.json"):
         folder.read_info()
-    info = SearchInfo("s", "space.yaml", str(tmp_path), str(tmp_path), folder.path, "sqlite:///x.db", "s", None, 4, 2, "tpe+asha",
-                      str(tmp_path / "s" / "optuna.journal"), "s")
+    info = SearchInfo(name="s", space_file="space.yaml", cwd=str(tmp_path), storage=str(tmp_path),
+                      experiment_dir=folder.path, num_samples=4, max_concurrent=2, strategy="tpe+asha",
+                      optuna_storage=str(tmp_path / "s" / "optuna.journal"), optuna_study="s",
+                      tracking={"mlflow": {"tracking_uri": "sqlite:///x.db", "experiment": "s", "parent_run_id": None}})
     folder.write_info(info, "experiment: {}\n")
     assert folder.is_search() and folder.read_info() == info
     (tmp_path / "s" / "search.json").write_text("[1, 2]")
