@@ -65,8 +65,13 @@ def _finite_or_none(x: Any) -> Any:
 def best_at(curve: list[list[float]], amount: float, unit: str = "seconds") -> Optional[list[float]]:
     """The result point (simulate.py's [steps, seconds, best, true]) a run was at once it had spent
     `amount` of `unit`; None before its first result."""
-    k = STEPS if unit == "steps" else SECONDS
-    reached = [p for p in curve if p[k] <= amount]
+    return last_within(curve, amount, STEPS if unit == "steps" else SECONDS)
+
+
+def last_within(curve: list[list[float]], amount: float, spent: int = 0) -> Optional[list[float]]:
+    """The last point of a curve whose spent compute (its column `spent`) is within `amount`: a
+    simulated run's result points, a real run's [steps, best] (compare_report.py); None before the first."""
+    reached = [p for p in curve if p[spent] <= amount]
     return reached[-1] if reached else None
 
 

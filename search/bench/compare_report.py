@@ -13,8 +13,9 @@ from typing import Any
 from ..store.keys import reaches
 from ..tune import strategies
 from . import anytime
+from .anytime import BASELINE, RIVAL, last_within
 
-BASELINE, DEFAULT, RIVAL = "random", strategies.DEFAULT, "random+asha"
+DEFAULT = strategies.DEFAULT
 
 
 @dataclass
@@ -44,10 +45,10 @@ def _spread(values: list[float]) -> dict[str, float | None]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def best_at(result: RunResult, steps: float) -> float | None:
-    """The best value the run had reached once it had spent `steps`."""
-    reached = [best for spent, best in result.curve if spent <= steps]
-    return reached[-1] if reached else None
+def value_at(result: RunResult, steps: float) -> float | None:
+    """The best value a real run had reached once it had spent `steps` (its curve: [steps, best])."""
+    point = last_within(result.curve, steps)
+    return None if point is None else point[1]
 
 
 def _paired(runs: list[RunResult], rival: list[RunResult], strategy: str, mode: str) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def analyse(results: list[RunResult], budget: int, mode: str) -> dict[str, Any]:
             "final_best_iqm": anytime.summary([r.final for r in runs if r.final is not None]),
             "test_nll_iqm": anytime.summary([r.test_nll_nats for r in runs if r.test_nll_nats is not None]),
             **_paired(runs, by_strategy.get(RIVAL, []), strategy, mode),
-            "curve": [[x, _spread([v for v in (best_at(r, x) for r in runs) if v is not None])] for x in grid],
+            "curve": [[x, _spread([v for v in (value_at(r, x) for r in runs) if v is not None])] for x in grid],
         }
     verdict = None
     if DEFAULT in table and BASELINE in table:
