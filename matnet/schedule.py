@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import Config, ConfigError
+from .config import Config
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -35,10 +35,8 @@ def warmup_steps(cfg: Config, total_steps: int | None = None) -> int:
     run of `total_steps` (and never under MIN_WARMUP_STEPS): a search's short trials (the
     quickstart's train 120 steps) would otherwise never reach their rate, and ASHA would rank them at
     a fraction of it. `total_steps` is the step budget (budget.py), also for a run with a time limit:
-    the warm-up must not depend on how fast the machine is."""
+    the warm-up must not depend on how fast the machine is. (validate.py refuses values under -1.)"""
     n = cfg.train.lr_warmup_steps
-    if n < -1:
-        raise ConfigError(f"train.lr_warmup_steps={n}: use a number of steps >= 0, or -1 for 2 / (1 - beta2)")
     if n != -1:
         return n
     full = round(2.0 / max(1.0 - cfg.train.betas[1], 1e-6))

@@ -34,10 +34,8 @@ __all__ = ["Report", "epoch_order", "kl_weight", "learning_rate", "learning_rate
 
 def use_compile(cfg: Config, device: torch.device) -> bool:
     """train.compile: auto compiles on CUDA (the unconditional model's step: the path the GPU check
-    measures); true / false force it."""
+    measures); true / false force it (validate.py refuses any other word)."""
     value = cfg.train.compile.lower()
-    if value not in ("auto", "true", "false", "on", "off"):
-        raise ConfigError(f"train.compile={cfg.train.compile!r}: use auto, true or false")
     if value == "auto":
         return device.type == "cuda" and cfg.data.task == "generate" and cfg.train.inference_reg_weight == 0
     return value in ("true", "on")

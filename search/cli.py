@@ -1,4 +1,5 @@
-"""The search commands' entry point: matnet's one-line errors, and the search platform's own."""
+"""The search commands' entry point: matnet's one-line errors, and the search platform's own; and how
+they print a duration."""
 from __future__ import annotations
 
 from typing import Callable
@@ -14,3 +15,10 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     from .tracking.uri import TrackingUriError
     cli.run(main, argv, (SpaceError, TrackingUriError, errors.ExportError, errors.SearchFolderError, errors.RunError,
                          errors.UntrustedStateError, errors.StudyError))
+
+
+def clock(seconds: float) -> str:
+    """A duration as the commands print it (the search's status line, the tracking writer): 2m05s, 1h03m."""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

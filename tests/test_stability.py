@@ -68,8 +68,9 @@ def test_the_warm_up_follows_beta2_and_older_configs_run_without_it():
     assert learning_rate_at(cfg, 5, 20, 120) == pytest.approx(1e-3 * 6 / 12)
     assert learning_rate_at(cfg, 11, 20, 120) == learning_rate_at(cfg, 119, 20, 120) == pytest.approx(1e-3)
     assert warmup_steps(cfg.override("train.lr_warmup_steps", 50), 120) == 50  # set: taken as it is
-    with pytest.raises(ConfigError, match="lr_warmup_steps"):
-        warmup_steps(cfg.override("train.lr_warmup_steps", -5))
+    from matnet.validate import validate
+    with pytest.raises(ConfigError, match="lr_warmup_steps"):  # refused where every rule is checked, once
+        validate(cfg.override("train.lr_warmup_steps", -5))
 
 
 class NoHostReads:

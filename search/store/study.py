@@ -37,10 +37,6 @@ NOT_RECORDED = "trials_not_recorded"  # a study's user attribute: why the search
 STORAGE_ENV = "OPTUNA_STORAGE"
 
 
-def is_url(where: str) -> bool:
-    return "://" in where
-
-
 def resolve_storage(cli: Optional[str], space_file: Optional[str], search_dir: str) -> str:
     """Where a new search keeps its study: --optuna-storage, sampler.storage, OPTUNA_STORAGE, else a
     journal file in the search folder (which must then be a folder, not an object store)."""
@@ -56,7 +52,7 @@ def resolve_storage(cli: Optional[str], space_file: Optional[str], search_dir: s
 
 def check_storage(given: str, where: str) -> str:
     """A database URL without a password, or a journal file's path; a file's path made absolute."""
-    if not is_url(given):
+    if not storage.is_uri(given):
         return str(Path(given).expanduser().resolve())
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -87,7 +83,7 @@ class StudyRef:
             if not _MEMORY_STORAGE:
                 _MEMORY_STORAGE.append(optuna.storages.InMemoryStorage())
             return _MEMORY_STORAGE[0]
-        if is_url(self.storage):
+        if storage.is_uri(self.storage):
             return optuna.storages.RDBStorage(self.storage)
         from optuna.storages.journal import JournalFileBackend
         Path(self.storage).parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +91,7 @@ class StudyRef:
 
     def exists(self) -> bool:
         import optuna
-        if self.storage != MEMORY and not is_url(self.storage) and not Path(self.storage).exists():
+        if self.storage != MEMORY and not storage.is_uri(self.storage) and not Path(self.storage).exists():
             return False
         return self.name in optuna.get_all_study_names(self._storage_or_fail())
 
@@ -158,7 +154,7 @@ class StudyRef:
 
     def how_to_load(self) -> str:
         """The Python line that opens this study, for messages and the README."""
-        if is_url(self.storage):
+        if storage.is_uri(self.storage):
             return f'optuna.load_study(study_name="{self.name}", storage="{self.storage}")'
         return (f'optuna.load_study(study_name="{self.name}", storage=optuna.storages.JournalStorage('
                 f'optuna.storages.journal.JournalFileBackend("{self.storage}")))')

@@ -146,7 +146,7 @@ class TrackingWriter:
             notice.cancel()
         notice.join()
         if said:
-            from ..tune.progress import clock  # the driver's side only: the status line's own format
+            from ..cli import clock
             # "done", not "logged": a tracking server gone for good (trial_runs.py) got none of them
             _say(out_stream, f"{self.label}: done in {clock(time.monotonic() - started)}")
         try:

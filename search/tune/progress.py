@@ -21,6 +21,7 @@ from ray.tune import Callback
 
 from ..store.keys import NODE_KEY, STEP_KEY, better, is_finite
 from ..store.outcome import classify
+from ..cli import clock
 from .faults import describe, last_failure_text, node_gone
 
 LOG_EVERY_S = 60.0
@@ -33,13 +34,6 @@ def say(line: str, stream: Optional[TextIO] = None) -> None:
     out = stream or sys.stdout
     out.write(("\r\033[K" if out.isatty() else "") + line + "\n")
     out.flush()
-
-
-def clock(seconds: float) -> str:
-    """A duration as the status line shows it: 2m05s, 1h03m."""
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 class Progress(Callback):
