@@ -28,11 +28,11 @@ def quiet_tune_output() -> None:
 
 def trial_loggers() -> list[Any]:
     """Tune's per-trial result.json and progress.csv, and not its TensorBoard event files: the
-    trials' curves are in MLflow, and flushing an event file at every result was 5 % of the driver's
-    time at 64 trials at once (search.bench scale's profile). TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0
-    brings Tune's default loggers back, TensorBoard's with them. A resumed search is left to Tune's
-    defaults: its callbacks come from its saved state, and a folder from before this change has no
-    loggers of its own there (Tune adds what is missing)."""
+    trials' curves go to the tracking back-ends (search/tracking/, TensorBoard's own among them, written
+    off Tune's loop), and flushing an event file at every result was 5 % of the driver's time at 64
+    trials at once (search.bench scale's profile). TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0 brings Tune's
+    default loggers back. A resumed search's callbacks come from its saved state (Tune adds any
+    default logger that state lacks)."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     return [JsonLoggerCallback(), CSVLoggerCallback()]
