@@ -27,6 +27,21 @@ def micro_config(tmp_path=None, **train) -> Config:
     return cfg
 
 
+def tune_checkpoint(folder: Path):
+    """A trial's Tune checkpoint as a search hands it to the tracking writer: a real matnet checkpoint
+    that carries its training history (search/tune/trainable.py copies metrics.jsonl into it)."""
+    import shutil
+
+    from ray import tune
+
+    from matnet.folders import RUN_METRICS
+    from matnet.train import train
+    run = Path(folder) / "run"
+    train(micro_config(max_steps=2, eval_every_steps=1), run, progress=False)
+    shutil.copy2(run / RUN_METRICS, run / "checkpoint" / RUN_METRICS)
+    return tune.Checkpoint.from_directory(str(run / "checkpoint"))
+
+
 def resolver_env(tmp_path) -> dict[str, str]:
     """The environment under which a subprocess finds matnet's checkpoint resolvers as pyproject.toml
     declares them (matnet/locate.py looks them up as entry points). An install of this checkout

@@ -13,21 +13,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from matnet.folders import RUN_METRICS
-from matnet.train import train
 from search.tracking.painters import Painters, draw, workers
-from tests.helpers import micro_config
+from tests.helpers import tune_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A trial's Tune checkpoint as the search hands it in: a real matnet checkpoint that carries its
-    training history (search/tune/trainable.py copies metrics.jsonl into it)."""
-    from ray import tune
-    run = tmp_path_factory.mktemp("trial") / "run"
-    train(micro_config(max_steps=2, eval_every_steps=1), run, progress=False)
-    shutil.copy2(run / RUN_METRICS, run / "checkpoint" / RUN_METRICS)
-    return tune.Checkpoint.from_directory(str(run / "checkpoint"))
+    return tune_checkpoint(tmp_path_factory.mktemp("trial"))
 
 
 def names(files):

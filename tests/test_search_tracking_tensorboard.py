@@ -4,7 +4,6 @@ per-layer KL, figures as images, the HParams experiment and each trial's session
 writer, and nothing twice when the writer starts again (a resumed search)."""
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,24 +15,18 @@ from tensorboard.plugins.hparams.metadata import (EXPERIMENT_TAG, SESSION_END_IN
                                                   parse_experiment_plugin_data, parse_session_end_info_plugin_data,
                                                   parse_session_start_info_plugin_data)
 
-from matnet.folders import RUN_METRICS
-from matnet.train import train
 from search.space import load_space
 from search.tracking import TensorboardTracker
 from search.tracking.runs import start_parent
 from search.tracking.writer import TrackingWriter
-from tests.helpers import micro_config, write_space
+from tests.helpers import tune_checkpoint, write_space
 
 METRIC = "val_elbo_nats"
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from ray import tune
-    run = tmp_path_factory.mktemp("trial") / "run"
-    train(micro_config(max_steps=2, eval_every_steps=1), run, progress=False)
-    shutil.copy2(run / RUN_METRICS, run / "checkpoint" / RUN_METRICS)
-    return tune.Checkpoint.from_directory(str(run / "checkpoint"))
+    return tune_checkpoint(tmp_path_factory.mktemp("trial"))
 
 
 def events(run: Path) -> EventAccumulator:

@@ -7,9 +7,9 @@ run and its end once (TensorBoard locks a session's status at its first end).
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from ..space.nodes import encode
 from ..store.outcome import Outcome
 
 # A trial's outcome as an HParams session status (its table filters on these). HParams has no status
@@ -19,11 +19,12 @@ STATUS = {Outcome.COMPLETED: "STATUS_SUCCESS", Outcome.PRUNED: "STATUS_SUCCESS",
           Outcome.ERROR: "STATUS_FAILURE"}
 
 
-def hparam_value(value: Any) -> Any:
-    """A drawn value as an HParams value: a number, a bool or a string (a list or mapping as JSON)."""
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return json.dumps(value, separators=(",", ":"))
+def add_png(writer: Any, tag: str, path: Any) -> None:
+    """A PNG file as an image of a SummaryWriter's run."""
+    import numpy as np
+    from PIL import Image
+    with Image.open(path) as image:
+        writer.add_image(tag, np.asarray(image.convert("RGB")), dataformats="HWC")
 
 
 def _summary(tag: str, content: Any) -> Any:
@@ -49,7 +50,8 @@ def experiment(distributions: dict[str, Any], metrics: list[str], description: s
             infos.append(HParamInfo(name=name, type=DataType.DATA_TYPE_FLOAT64,
                                     domain_interval=Interval(min_value=float(dist.low), max_value=float(dist.high))))
             continue
-        values = [hparam_value(c) for c in dist.choices]
+        # a list or mapping choice as the text Optuna stores it (an HParams value is a number, bool or string)
+        values = [encode(c) for c in dist.choices if c is not None]
         if all(isinstance(v, bool) for v in values):
             kind, field = DataType.DATA_TYPE_BOOL, "bool_value"
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -68,7 +70,9 @@ def session_start(drawn: dict[str, Any], group: str) -> Any:
     from tensorboard.plugins.hparams.plugin_data_pb2 import SessionStartInfo
     start = SessionStartInfo(group_name=group)
     for name, value in drawn.items():
-        value = hparam_value(value)
+        value = encode(value)
+        if value is None:
+            continue  # HParams has no null: the table shows the parameter blank, as for one not drawn
         if isinstance(value, bool):
             start.hparams[name].bool_value = value
         elif isinstance(value, (int, float)):

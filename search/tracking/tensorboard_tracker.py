@@ -69,14 +69,13 @@ class TensorboardTracker:
     def log_best(self, summary: dict[str, Any], figures: list[Path], study_files: list[Path],
                  importances: dict[str, float], checkpoint: Path) -> dict[str, Any]:
         """The best checkpoint's figures and the study's as images of the search's own run."""
-        import numpy as np
-        from PIL import Image
         from torch.utils.tensorboard import SummaryWriter
+
+        from .tensorboard_events import add_png
         with SummaryWriter(str(self.logdir)) as writer:
             for path in [*figures, *study_files]:
                 if path.suffix == ".png":
-                    with Image.open(path) as image:
-                        writer.add_image(f"best/{path.stem}", np.asarray(image.convert("RGB")), dataformats="HWC")
+                    add_png(writer, f"best/{path.stem}", path)
             for name, value in importances.items():
                 writer.add_scalar(f"param_importance/{name}", value)
         return {"logdir": str(self.logdir)}

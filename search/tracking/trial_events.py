@@ -19,7 +19,7 @@ from typing import Any
 
 from ..store.keys import ITERATION_KEY
 from .sinks import TrialSink
-from .tensorboard_events import session_end, session_start
+from .tensorboard_events import add_png, session_end, session_start
 
 
 def logged(run: Path) -> tuple[int, bool, bool]:
@@ -51,10 +51,11 @@ class TrialEvents(TrialSink):
         self.started: set[str] = set()          # trials whose session start is written
         self.ended: set[str] = set()            # trials whose session end is written
         for run in (p for p in self.logdir.iterdir() if p.is_dir()) if self.logdir.is_dir() else []:
-            last, started, ended = logged(run)
-            self.last_iter[run.name] = last
-            self.started |= {run.name} if started else set()
-            self.ended |= {run.name} if ended else set()
+            self.last_iter[run.name], started, ended = logged(run)
+            if started:
+                self.started.add(run.name)
+            if ended:
+                self.ended.add(run.name)
 
     def _writer(self, trial_id: str) -> Any:
         if trial_id not in self.writers:
@@ -103,14 +104,10 @@ class TrialEvents(TrialSink):
         """The figures as images (the PNGs; metrics.jsonl stays with the checkpoint), then the session's end."""
         if trial_id in self.ended:
             return
-        import numpy as np
-        from PIL import Image
         writer = self._writer(trial_id)
         for path, folder in files:
             if path.endswith(".png"):
-                with Image.open(path) as image:
-                    pixels = np.asarray(image.convert("RGB"))
-                writer.add_image(f"{folder}/{Path(path).stem}", pixels, dataformats="HWC")
+                add_png(writer, f"{folder}/{Path(path).stem}", path)
         writer.file_writer.add_summary(session_end(outcome))
         self.ended.add(trial_id)
         self.writers.pop(trial_id).close()  # a search of thousands of trials keeps only the running ones open
