@@ -180,7 +180,7 @@ def test_signing_again_reads_only_the_state_files_that_changed(tmp_path, monkeyp
     folder = SearchFolder(str(tmp_path / "s"))
     read = []
     digest = provenance._digest
-    monkeypatch.setattr(provenance, "_digest", lambda key, f, name: read.append(name) or digest(key, f, name))
+    monkeypatch.setattr(provenance, "_digest", lambda key, path: read.append(Path(path).name) or digest(key, path))
     signed = sign(folder)
     assert sorted(read) == ["experiment_state-2026.json", "searcher-state-2026.pkl", "tuner.pkl"]
     read.clear()
@@ -204,9 +204,9 @@ def test_a_state_file_rewritten_while_it_is_signed_is_signed_again_at_the_next_s
     digest = provenance._digest
     rewrites = []
 
-    def read_then_rewritten(key, f, name):
-        out = digest(key, f, name)
-        if name == state.name and not rewrites:  # Tune's copy lands just after the signer read the file
+    def read_then_rewritten(key, path):
+        out = digest(key, path)
+        if Path(path).name == state.name and not rewrites:  # Tune's copy lands just after the signer read the file
             rewrites.append(1)
             state.write_text(json.dumps({"trial_data": ["a", "longer", "one"]}))
         return out
@@ -217,6 +217,48 @@ def test_a_state_file_rewritten_while_it_is_signed_is_signed_again_at_the_next_s
         verify(folder)          # what was signed is not what lies there now ...
     signer.on_step_end(1, [])
     verify(folder)              # ... and the next step signed it again
+
+
+class StagedTrial:
+    """What the signer reads of a Tune trial: its storage context's staging folder."""
+
+    def __init__(self, staging: Path):
+        self.storage = type("Storage", (), {"experiment_driver_staging_path": str(staging)})()
+
+
+def test_state_is_signed_as_tune_stages_it_so_a_driver_killed_during_the_copy_leaves_a_trusted_folder(tmp_path):
+    """Tune writes its snapshot into a staging folder, asks the callbacks for their state, then copies
+    the staging folder into the search folder on a thread. The signer signs the staged copy then, so
+    the folder verifies whether the copy has landed or not (the driver killed outright between the two
+    failed a CI run, 2026-12-08); a file keeps its last VERSIONS_KEPT signatures, no more."""
+    from search.store.provenance import VERSIONS_KEPT
+    from search.tune.callbacks import StateSigner
+    staged, searched = tmp_path / "staging", tmp_path / "s"
+    tune_state(searched)
+    staged.mkdir()
+    state = "experiment_state-2026.json"
+    folder = SearchFolder(str(searched))
+    signer = StateSigner(folder)
+    signer.on_step_end(0, [StagedTrial(staged)])  # the first save: signed in the folder, after the fact
+    verify(folder)
+    versions = []
+    for v in range(VERSIONS_KEPT + 1):
+        versions.append(json.dumps({"trial_data": list(range(v + 1))}))
+        (staged / state).write_text(versions[-1])  # Tune's save ...
+        signer.get_state()                        # ... asks the callbacks ...
+        verify(folder)                            # (killed here: the folder holds the save before)
+        (searched / state).write_text(versions[-1])  # ... and its thread copies it
+        signer.on_step_end(v + 1, [StagedTrial(staged)])
+        verify(folder)
+    (searched / state).write_text(versions[-VERSIONS_KEPT])
+    verify(folder)  # still among the kept versions
+    (searched / state).write_text(versions[0])
+    with pytest.raises(UntrustedStateError, match=state):
+        verify(folder)  # older than that
+    (searched / state).write_text(versions[-1][:-3])
+    with pytest.raises(UntrustedStateError, match=state):
+        verify(folder)  # a copy cut short is not a version Tune saved
+    assert json.loads((searched / SIGNATURES).read_text())["tuner.pkl"]  # signed once, kept
 
 
 def test_tune_state_that_names_code_this_version_lacks_is_one_line_on_resume(tmp_path, monkeypatch):

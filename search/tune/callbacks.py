@@ -4,12 +4,16 @@ Tune's state files.
 The ledger keeps search/store/ledger.py's records up to date from Tune's hooks; the MLflow callback
 (search/tracking/) reads the trials' best values from it, so it comes first in the list.
 
-The signer signs Tune's state files each time Tune has saved them (search/store/provenance.py). Tune
-saves its state at the end of a controller step, just before `on_step_end`, and a last time before
-`on_experiment_end`. The folder is re-signed whenever a state file changed: a local folder is looked
-at every step (a stat per file), an object store every few seconds (a listing; its uploads finish in
-the background, and each object appears whole), so a driver that is killed leaves state a resume
-trusts, at most seconds old.
+The signer signs Tune's state files each time Tune saves them (search/store/provenance.py). Tune
+saves its snapshot into a local staging folder, asks every callback for its state on the way (the
+signer's `get_state`, after the snapshot and the searcher's state are written), then a thread copies
+the staging folder into the search folder. So the signer signs the staged copy in `get_state`, before
+the copy starts, and the folder keeps the signatures of a file's last versions: a driver killed at any
+moment (a lost machine, an OOM kill) leaves a folder whose state a resume trusts, unless the kill cut
+Tune's copy of a file short. Until the staging folder is known (it is learnt from the first trial) and
+for files Tune writes into the search folder directly (tuner.pkl), the search folder itself is signed
+after the fact: a local one looked at every step (a stat per file), an object store every few seconds
+(a listing; its uploads finish in the background, and each object appears whole).
 """
 from __future__ import annotations
 
@@ -151,16 +155,38 @@ class StateSigner(Callback):
     def __init__(self, folder: SearchFolder):
         self.folder = folder
         self._signed: Signed = {}  # what the signatures file says, with each file's stamp when it was read
+        self._staging: Optional[str] = None  # the local folder Tune saves its snapshot in, once known
         self._looked_at = 0.0
         self._listed_at = -math.inf
 
     def get_state(self) -> None:
+        """Tune asks for this while it saves, after its snapshot is staged and before it is copied
+        into the search folder: the moment to sign the staged copy."""
+        if self._staging is not None and self._signed:
+            try:
+                self._signed = sign(self.folder, self._signed, source=self._staging)
+            except OSError as e:  # as in on_step_end
+                stop_if_refused(self.folder.path, e)
+                logger.warning("Tune's state not signed (%s): %s", self.folder.path, e)
         return None  # stateless: the signatures are in the folder
+
+    def _learn_staging(self, trials: list) -> None:
+        # Every trial carries the experiment's storage context (Ray 2.60); its staging folder is where
+        # the controller saves. Not known (no trial yet, another Ray): the search folder is signed.
+        if self._staging is None and trials:
+            try:
+                staging = trials[0].storage.experiment_driver_staging_path
+            except (AttributeError, RuntimeError, AssertionError):
+                return
+            self._staging = staging if os.path.isdir(staging) else None
 
     def _seen(self) -> dict[str, tuple[int, int]]:
         return {name: stamp for name, (stamp, _) in self._signed.items()}
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._learn_staging(trials)
+        if self._staging is not None and self._signed:
+            return  # signed as Tune saves (get_state); tuner.pkl, written once, was signed before
         uri = storage.is_uri(self.folder.path)
         if uri and time.monotonic() - self._looked_at < self.URI_EVERY_S:
             return
