@@ -90,11 +90,10 @@ def run_search(space: Space, options: SearchOptions | None = None, *, search_alg
     folder = SearchFolder(storage.join(storage_path, options.name or space.settings.experiment.name))
     if options.resume:
         info, space = reopen(folder, space, options)
+        strategy = strategies.for_space(space, info.strategy)
     else:
-        strategy_name = options.strategy or strategies.name_for(space)
-        strategies.for_space(space, strategy_name)  # a space the strategy cannot run: one line, before Ray
-        info = describe_new(folder, space, options, storage_path, strategy_name)
-    strategy = strategies.for_space(space, info.strategy)
+        strategy = strategies.for_space(space, options.strategy)  # one it cannot run: one line, before Ray
+        info = describe_new(folder, space, options, storage_path, strategy.name)
     tracker = tracking.tracker_for(space.settings, info)
     result = SearchRun(code=1, folder=folder.path)
     with ray_session(address, space, options.num_gpus, result.seconds):
@@ -108,7 +107,7 @@ def run_search(space: Space, options: SearchOptions | None = None, *, search_alg
         try:
             fitted = fit(space, strategy, folder, info, tracker, options.resume, search_alg, stop, replay)
             result.seconds["fit"] = fitted.seconds
-            result.code = finish(space, folder, info, tracker, fitted, options, result.seconds)
+            result.code = finish(space, strategy, folder, info, tracker, fitted, options, result.seconds)
             status = "FINISHED" if result.code not in (INTERRUPTED_EXIT, STOPPED_EXIT) else "KILLED"
             return result
         except ExportError:
@@ -223,7 +222,7 @@ def stopped_fit(folder: SearchFolder, seconds: float, reason: str) -> Fitted:
     return Fitted(0, seconds, read_records(folder), "", reason)
 
 
-def finish(space: Space, folder: SearchFolder, info: SearchInfo, tracker: Any, fitted: Fitted,
+def finish(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tracker: Any, fitted: Fitted,
            options: SearchOptions, seconds: dict[str, float]) -> int:
     """After the fit: the interrupted search's hint, or the export and where to look; the exit status."""
     from .export import export_search
@@ -239,7 +238,7 @@ def finish(space: Space, folder: SearchFolder, info: SearchInfo, tracker: Any, f
         # Cut short by the budget: ended, not interrupted; the ledger rules how, and Optuna is told the same.
         end_running(folder, space.settings.experiment.metric)
         fitted.records = read_records(folder)
-        if strategies.get(info.strategy).uses_study:
+        if strategy.uses_study:
             from .tune.searcher import end_cut_short
             end_cut_short(info.study, fitted.records, space.settings.experiment.metric)
     interrupted = unfinished > 0 and not fitted.budget_reached

@@ -34,10 +34,12 @@ def quickstart_cut(strategy: str | None, n: int = 4) -> dict:
 
 
 def test_the_registry_lists_every_strategy_and_maps_the_older_keys(tmp_path):
-    assert strategies.names() == ["random", "random+asha", "tpe", "tpe+asha", "hyperband", "pbt", "tpe+hyperband"]
+    assert strategies.names() == ["random", "random+asha", "random+hyperband", "tpe", "tpe+asha", "tpe+hyperband",
+                                  "pbt"]
     assert strategies.DEFAULT == "random+asha"
     for sampler, scheduler, name in (("random", "none", "random"), ("random", "asha", "random+asha"),
-                                     ("tpe", "none", "tpe"), ("tpe", "asha", "tpe+asha")):
+                                     ("tpe", "none", "tpe"), ("tpe", "asha", "tpe+asha"),
+                                     ("tpe", "hyperband", "tpe+hyperband")):
         space = quickstart_cut(None)
         space["sampler"]["type"], space["scheduler"]["type"] = sampler, scheduler
         assert strategies.name_for(load_space(write_space(tmp_path, "s", space))) == name
@@ -46,15 +48,17 @@ def test_the_registry_lists_every_strategy_and_maps_the_older_keys(tmp_path):
     assert strategies.name_for(load_space(write_space(tmp_path, "s", space))) == strategies.DEFAULT
     space["sampler"]["type"] = "tpe"  # one older key written: the older meaning (scheduler asha by default)
     assert strategies.name_for(load_space(write_space(tmp_path, "s", space))) == "tpe+asha"
-    hyperband = quickstart_cut("hyperband")
+    hyperband = quickstart_cut("hyperband")  # the name random+hyperband had before strategies were composed
     hyperband["scheduler"].update(grace_period=1, reduction_factor=2)
     s = load_space(write_space(tmp_path, "hb", hyperband))
     # Hyperband's s_max + 1 brackets for 3 reports, grace 1, eta 2: floor(log2(3)) + 1 = 2
     assert strategies.for_space(s).scheduler(s)._brackets.__len__() == 2
+    assert strategies.name_for(s) == "random+hyperband"
 
 
 @pytest.mark.parametrize("edit, where, says", [
     (lambda s: s.update(strategy="bayes"), "strategy", "use one of random, random+asha"),
+    (lambda s: s["scheduler"].update(type="median"), "scheduler.type", "no scheduler 'median'; use one of none, asha"),
     (lambda s: s.update(strategy={"perturbation_interval": 2}), "strategy.name", "missing"),
     (lambda s: (s.update(strategy="random"), s["sampler"].update(type="tpe")), "strategy", "contradicts"),
     (lambda s: s.update(strategy={"name": "tpe", "quantile": 1}), "strategy.quantile", "takes no options"),
@@ -172,28 +176,27 @@ def test_the_shipped_pbt_space_is_valid_and_mutates_only_what_a_run_can_change()
     assert {n for n, p in space.params().items() if p.mutable} == {"train.lr", "train.kl_warmup_steps"}
 
 
-NEW_STRATEGY = '''
-"""random+median: random draws; Ray Tune's median stopping rule ends trials below the running median."""
-from search.tune.strategies import register
-from search.tune.strategies.base import Strategy
+NEW_SCHEDULER = '''
+"""median: Ray Tune's median stopping rule ends trials below the running median."""
+from search.tune.strategies import SchedulerPart, register_scheduler
 
 
-@register
-class RandomMedian(Strategy):
-    name = "random+median"
-    summary = "random draws; the median stopping rule"
+def median(space, seed=None):
+    from ray.tune.schedulers import MedianStoppingRule
+    experiment = space.settings.experiment
+    return MedianStoppingRule(time_attr="training_iteration", metric=experiment.metric, mode=experiment.mode,
+                              grace_period=1, min_samples_required=2)
 
-    def scheduler(self, space, seed=None):
-        from ray.tune.schedulers import MedianStoppingRule
-        experiment = space.settings.experiment
-        return MedianStoppingRule(time_attr="training_iteration", metric=experiment.metric, mode=experiment.mode,
-                                  grace_period=1, min_samples_required=2)
+
+register_scheduler(SchedulerPart("median", "the median stopping rule", median,
+                                 describe=lambda space: "the median stopping rule after 1 report"))
 '''
 
 
-def test_a_new_strategy_is_one_module_and_every_entry_point_sees_it(tmp_path, monkeypatch):
+def test_a_new_scheduler_is_one_module_and_every_sampler_pairs_with_it(tmp_path, monkeypatch):
     """docs/layout.md's promise: a module dropped into search/tune/strategies/ (here a folder added to
-    the package's path) is a strategy of space files, --help, and the simulator, with no other edit."""
+    the package's path) that registers a scheduler makes a strategy of it with every sampler: in space
+    files (strategy: or scheduler.type:), --help, the dry run and the simulator, with no other edit."""
     import sys
 
     from search.bench.curves import curves_space, load
@@ -201,17 +204,23 @@ def test_a_new_strategy_is_one_module_and_every_entry_point_sees_it(tmp_path, mo
     from search.bench.surrogate import Surrogate
     folder = tmp_path / "more_strategies"
     folder.mkdir()
-    (folder / "random_median.py").write_text(NEW_STRATEGY)
+    (folder / "median_rule.py").write_text(NEW_SCHEDULER)
     monkeypatch.setattr(strategies, "__path__", [*strategies.__path__, str(folder)])
-    monkeypatch.setattr(strategies, "_REGISTRY", dict(strategies._REGISTRY))
+    monkeypatch.setattr(strategies, "SCHEDULERS", dict(strategies.SCHEDULERS))
     try:
         strategies._discover()
-        assert "random+median" in strategies.names() and "random+median  random draws; the median" in \
-            strategies.help_text().replace("   ", "  ")
-        space = quickstart_cut("random+median")
-        s = load_space(write_space(tmp_path, "median", space))
+        assert {"random+median", "tpe+median"} <= set(strategies.names())
+        assert "random+median     random draws; the median" in strategies.help_text()
+        s = load_space(write_space(tmp_path, "median", quickstart_cut("random+median")))
         assert strategies.name_for(s) == "random+median"
         assert type(strategies.for_space(s).scheduler(s)).__name__ == "MedianStoppingRule"
+        assert strategies.for_space(s).describe(s) == \
+            "random+median: random draws; the median stopping rule after 1 report"
+        pair = quickstart_cut(None)
+        pair["sampler"]["type"], pair["scheduler"]["type"] = "tpe", "median"
+        s = load_space(write_space(tmp_path, "pair", pair))
+        assert strategies.name_for(s) == "tpe+median" and strategies.for_space(s).sampler(s).__class__.__name__ == \
+            "TPESampler"
         curves = load(ROOT / "docs" / "curves-compare.json")
         sim_space = curves_space(curves)
         run = simulate(Surrogate(curves, sim_space, trees=20), sim_space, "random+median", 0, {"steps": 6 * 160}, 2)
@@ -219,4 +228,4 @@ def test_a_new_strategy_is_one_module_and_every_entry_point_sees_it(tmp_path, mo
         assert run.trials.get("pruned", 0) > 0 and any(step < 160 for _, _, step in run.decisions), run.trials
         assert 6 * 160 <= run.curve[-1][0] <= 6 * 160 + 20
     finally:
-        sys.modules.pop("search.tune.strategies.random_median", None)
+        sys.modules.pop("search.tune.strategies.median_rule", None)

@@ -5,12 +5,12 @@
     data:         the data set (keys of matnet.config.DataConfig)
     fixed:        config keys set for every trial (nested sections or dotted keys)
     search:       the searched parameters, in order; each is an Optuna distribution
-    strategy:     how configurations are drawn and which trials stop: a registered name (tpe+asha,
-                  random, random+asha, tpe, hyperband, pbt; search/tune/strategies/), or
+    strategy:     how configurations are drawn and which trials stop: a registered name (SAMPLER or
+                  SAMPLER+SCHEDULER, e.g. random+asha, or pbt; search/tune/strategies/), or
                   {name: NAME, OPTION: VALUE, ...}; default: from sampler.type and scheduler.type
-    scheduler:    the rung settings of asha and hyperband (type: asha or none, for files that name
-                  no strategy)
-    sampler:      the sampler's seed and TPE's settings (type: tpe or random, likewise)
+    scheduler:    the rung settings of asha and hyperband (type: a registered scheduler, for files
+                  that name no strategy)
+    sampler:      the sampler's seed and TPE's settings (type: a registered sampler, likewise)
     points_to_evaluate: trials to run first
     mlflow:       experiment name, tracking URI, sample images per trial
     tensorboard:  TensorBoard event files (off unless enabled), their folder, sample images per trial
@@ -165,8 +165,18 @@ class Experiment(_Strict):
     reuse_actors: bool = True
 
 
+def _registered(kind: str, name: str) -> str:
+    """A sampler.type or scheduler.type the strategy registry knows (search/tune/strategies/)."""
+    from ..tune import strategies  # late: the registry's parts import this module's Space
+    known = strategies.SAMPLERS if kind == "sampler" else strategies.SCHEDULERS
+    if name not in known:
+        raise ValueError(f"no {kind} {name!r}; use one of {', '.join(known)}")
+    return name
+
+
 class Scheduler(_Strict):
-    type: Literal["asha", "none"] = "asha"
+    # With sampler.type, for a file that names no strategy: the pair names it (strategies.pair_name).
+    type: str = "asha"
     # Reports ("epochs": one per train.eval_every_steps, or per epoch) a trial makes before ASHA may stop it.
     # 2, not 1: the first report is noisy; on the table replay (docs/strategies.md) grace 1 with
     # reduction 3 returned worse configurations than 2 and 2 at every budget.
@@ -176,9 +186,14 @@ class Scheduler(_Strict):
     max_t: Optional[int] = Field(None, ge=1)
     brackets: int = Field(1, ge=1)
 
+    @field_validator("type")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered("scheduler", v)
+
 
 class Sampler(_Strict):
-    type: Literal["tpe", "random"] = "tpe"
+    type: str = "tpe"
     seed: int = 0
     n_startup_trials: int = Field(10, ge=0)
     # TPE over the joint distribution, grouped by the parameters a trial has (suits conditional spaces).
@@ -188,6 +203,11 @@ class Sampler(_Strict):
     # (e.g. postgresql+psycopg://mlflow@postgres:5432/optuna) or a journal file's path. Default:
     # --optuna-storage, else OPTUNA_STORAGE, else optuna.journal in the search's folder.
     storage: Optional[str] = None
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _registered("sampler", v)
 
 
 class Mlflow(_Strict):

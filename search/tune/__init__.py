@@ -5,7 +5,7 @@ answers without it).
     tuner.py        the Tuner: trainable, strategy, callbacks, checkpoints, failures
     trainable.py    one trial = one matnet.train run, reporting to Tune
     searcher.py     the platform's Optuna searcher (honest about stopped trials)
-    strategies/     the strategy registry: random, random+asha, tpe, tpe+asha, hyperband, pbt
+    strategies/     the strategy registry: samplers x schedulers (random+asha, tpe+hyperband, ...), pbt
     callbacks.py    the trial ledger and the state signer, as Tune callbacks
     evaluation.py   the export's IWAE evaluation, here or as a Ray task
     compat.py       every private name of Ray, Tune or Optuna the project touches

@@ -1,15 +1,16 @@
 """What a search strategy is: how a search draws configurations (an Optuna sampler behind the
 platform's searcher) and which trials it stops, pauses or clones (a Ray Tune scheduler).
 
-A strategy is one module in this package with one subclass of `Strategy`, registered by name with
-`@register`; the registry (strategies/__init__.py) finds it, `search.run --help` lists it, a space
-file names it (`strategy: NAME`, or the older `sampler.type` + `scheduler.type`), and `check` refuses
-a space it cannot run before Ray starts. The simulator (search/bench/simulate.py) drives the same
-objects `sampler`, `searcher` and `scheduler` return, with a simulated clock.
+Most strategies are a sampler and a scheduler composed (composed.py, from the parts in samplers.py
+and schedulers.py); one that is more than that pair (pbt.py) is a module with its own subclass of
+`Strategy`, registered by name with `@register`. The registry (strategies/__init__.py) knows both,
+`search.run --help` lists them, a space file names one (`strategy: NAME`, or `sampler.type` +
+`scheduler.type`), and `check` refuses a space it cannot run before Ray starts. The simulator
+(search/bench/simulate.py) drives the same objects `sampler`, `searcher` and `scheduler` return, with a
+simulated clock.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 from ...space import Space, SpaceError
@@ -52,13 +53,13 @@ class Strategy:
     # ---- the pieces ------------------------------------------------------------------------------
     def sampler(self, space: Space, seed: int | None = None) -> Any:
         """The Optuna sampler (seed: the space's sampler.seed unless given)."""
-        import optuna
-        return optuna.samplers.RandomSampler(seed=space.settings.sampler.seed if seed is None else seed)
+        from .samplers import random_sampler
+        return random_sampler(space, seed)
 
     def scheduler(self, space: Space, seed: int | None = None) -> Any:
         """The Ray Tune scheduler (a new object for every search)."""
-        from ray.tune.schedulers import FIFOScheduler
-        return FIFOScheduler()
+        from .schedulers import fifo
+        return fifo(space, seed)
 
     def searcher(self, space: Space, study: Any, seed: int | None = None) -> Any:
         """The Tune search algorithm: the platform's Optuna searcher on the search's study."""
@@ -82,43 +83,4 @@ class Strategy:
         return f"{self.name}: {self.summary}"
 
 
-def asha(space: Space, brackets: int) -> Any:
-    """Ray Tune's asynchronous successive halving over the space's reports, with `brackets` brackets
-    (more than one: asynchronous Hyperband; Li et al. 2020, "A System for Massively Parallel
-    Hyperparameter Tuning")."""
-    from ray.tune.schedulers import ASHAScheduler
-    settings, experiment = space.settings.scheduler, space.settings.experiment
-    return ASHAScheduler(time_attr="training_iteration", metric=experiment.metric, mode=experiment.mode,
-                         max_t=space.reports_per_trial(), grace_period=settings.grace_period,
-                         reduction_factor=settings.reduction_factor, brackets=brackets)
-
-
-def asha_line(space: Space, brackets: int) -> str:
-    s = space.settings.scheduler
-    return (f"ASHA over {space.reports_per_trial()} reports per trial (grace {s.grace_period}, reduction "
-            f"{s.reduction_factor:g}" + (f", {brackets} brackets" if brackets > 1 else "") + ")")
-
-
-def hyperband_brackets(space: Space) -> int:
-    """Hyperband's s_max + 1 brackets for the space's reports: one per rung a trial can start at
-    (Li et al. 2018, "Hyperband", Algorithm 1: s_max = floor(log_eta(R / r_min)))."""
-    settings = space.settings.scheduler
-    ratio = space.reports_per_trial() / settings.grace_period
-    return max(1, int(math.floor(math.log(ratio) / math.log(settings.reduction_factor) + 1e-9)) + 1)
-
-
-def tpe_sampler(space: Space, seed: int | None = None) -> Any:
-    """Optuna's TPE as the space's sampler settings ask: multivariate and grouped (suits spaces whose
-    trials have different parameters), with constant_liar so that parallel trials are not drawn alike."""
-    import warnings
-
-    import optuna
-    s = space.settings.sampler
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=s.seed if seed is None else seed, n_startup_trials=s.n_startup_trials,
-                                          multivariate=s.multivariate, group=s.group and s.multivariate,
-                                          constant_liar=True)
-
-
-__all__ = ["Strategy", "SpaceError", "asha", "hyperband_brackets", "tpe_sampler"]
+__all__ = ["Strategy", "SpaceError"]
