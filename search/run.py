@@ -15,7 +15,8 @@ Results: STORAGE/NAME/ (search/store/folder.py) holds Ray Tune's experiment (tri
 space.yaml (the file as run), search.json, trials.json, best/ (the best checkpoint), figures/ and
 summary.json. Each tracking back-end the space file enables (search/tracking/) logs every trial.
 
-From Python (what search.bench and the tests call): `run_search(load_space(PATH), SearchOptions(...))`.
+From Python (what search.bench and the tests call): `run_search(load_space(PATH), SearchOptions(...))`,
+and a benchmark's Harness (search/tune/harness.py) as the third argument.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from .store.study import resolve_storage as resolve_study_storage
 from . import tracking
 from .tune import strategies
 from .tune.cluster import check_cluster_storage, cluster_address, resolve_storage
+from .tune.harness import NONE, Harness
 from .tune.session import ray_session, sigterm_as_interrupt
 
 # Ray is imported only once a search starts (search/tune/cluster.py, after its loopback switch): a
@@ -77,12 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---- the story of a search -------------------------------------------------------------------------
-def run_search(space: Space, options: SearchOptions | None = None, *, search_alg: Any = None,
-               stop: Any = None, replay: Any = None) -> SearchRun:
+def run_search(space: Space, options: SearchOptions | None = None, harness: Harness = NONE) -> SearchRun:
     """Start the search `space` describes (or resume it), fit it on Ray Tune, export its best, close
-    its tracking. For the benchmarks: `search_alg` replaces the strategy's search algorithm, `stop` (a
-    Tune stopper with `stop_all`: a budget that ends the search) goes to the Tuner (search.bench
-    compare), `replay` is a trainable that replays curves instead of training (search/bench/replay.py)."""
+    its tracking. A benchmark's `harness` (search/tune/harness.py) goes to the Tuner unchanged."""
     options = options or SearchOptions()
     address = cluster_address(options.address)
     storage_path = resolve_storage(options.storage, address)
@@ -105,7 +104,7 @@ def run_search(space: Space, options: SearchOptions | None = None, *, search_alg
         folder.write_info(info, space.raw_text)
         status = "KILLED"
         try:
-            fitted = fit(space, strategy, folder, info, tracker, options.resume, search_alg, stop, replay)
+            fitted = fit(space, strategy, folder, info, tracker, options.resume, harness)
             result.seconds["fit"] = fitted.seconds
             result.code = finish(space, strategy, folder, info, tracker, fitted, options, result.seconds)
             status = "FINISHED" if result.code not in (INTERRUPTED_EXIT, STOPPED_EXIT) else "KILLED"
@@ -170,7 +169,7 @@ class Fitted:
 
 
 def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tracker: Any, resume: bool,
-        search_alg: Any, stop: Any, replay: Any) -> Fitted:
+        harness: Harness) -> Fitted:
     """Ray Tune runs the trials (a new Tuner, or the interrupted one restored from its state)."""
     from .tune import tuner
     from .tune.callbacks import StateSigner, TrialLedger
@@ -178,7 +177,7 @@ def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tra
     from .tune.progress import Progress
 
     if resume:
-        fitter = tuner.restored_tuner(folder, space, replay)
+        fitter = tuner.restored_tuner(folder, space, harness)
     else:
         experiment = space.settings.experiment
         ledger = TrialLedger(folder, experiment.metric, experiment.mode)
@@ -186,8 +185,8 @@ def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tra
         # The room watch comes last: when it stops the search, the others have done their part of the step.
         callbacks = [c for c in (ledger, tracker.callback(space, ledger, info.name), StateSigner(folder), progress,
                                  RoomWatch(folder, info.max_concurrent)) if c is not None]
-        fitter = tuner.new_tuner(space, strategy, search_alg or strategy.searcher(space, info.study), info.storage,
-                                 info.name, callbacks, info.num_samples, info.max_concurrent, stop, replay)
+        fitter = tuner.new_tuner(space, strategy, info.study, info.storage, info.name, callbacks, info.num_samples,
+                                 info.max_concurrent, harness)
     started = time.monotonic()
     with sigterm_as_interrupt():
         try:
@@ -203,7 +202,7 @@ def fit(space: Space, strategy: Any, folder: SearchFolder, info: SearchInfo, tra
     budget_reached = ""
     if budget_s and elapsed >= budget_s - 1:
         budget_reached = f"time budget of {budget_s:g} s"
-    elif stop is not None and stop.stop_all():
+    elif harness.stop is not None and harness.stop.stop_all():
         budget_reached = "its budget"
     return Fitted(len(grid), elapsed, read_records(folder), budget_reached)
 

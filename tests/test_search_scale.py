@@ -26,6 +26,7 @@ from search.bench.replay import replay_trainable
 from search.bench.curves import curves_space
 from search.bench.surrogate import Surrogate
 from search.run import SearchOptions, run_search
+from search.tune.harness import Harness
 
 work = Path(sys.argv[1])
 space = scale._space(work, 60, 16)
@@ -34,7 +35,8 @@ model = Surrogate(curves, curves_space(curves), trees=30)
 template = str(work / "template" / "checkpoint") if (work / "template").exists() else scale._template(space, work)
 outcome = run_search(space, SearchOptions(storage=str(work / "results"), tracking_uri=f"sqlite:///{work}/mlflow.db",
                                           resume="--resume" in sys.argv, trust_state=False),
-                     replay=replay_trainable(space, model, 0, time_scale=0.12, checkpoint_template=template))
+                     Harness(trainable=replay_trainable(space, model, 0, time_scale=0.12,
+                                                        checkpoint_template=template)))
 sys.exit(outcome.code)
 """
 

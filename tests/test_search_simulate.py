@@ -146,6 +146,7 @@ def test_a_real_search_replaying_the_curves_makes_the_simulators_decisions(tmp_p
     from search.bench.replay import replay_trainable
     from search.bench.simulate import simulate
     from search.run import SearchOptions, run_search
+    from search.tune.harness import Harness
     from tests.helpers import optuna_study
 
     monkeypatch.chdir(tmp_path)
@@ -160,8 +161,8 @@ def test_a_real_search_replaying_the_curves_makes_the_simulators_decisions(tmp_p
     model = request.getfixturevalue("table") if kind == "table" else model
     sim = simulate(model, parity, strategy, 4, {"steps": budget}, 1)
     outcome = run_search(parity, SearchOptions(storage=str(tmp_path / "r"), export=False),
-                         stop=StepBudget(budget, "val_elbo_nats", "min", tmp_path / "budget.json"),
-                         replay=replay_trainable(parity, model, 4))
+                         Harness(trainable=replay_trainable(parity, model, 4),
+                                 stop=StepBudget(budget, "val_elbo_nats", "min", tmp_path / "budget.json")))
     assert outcome.code == 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     order = {t.user_attrs.get("ray_trial_id"): t.number for t in optuna_study(Path(outcome.folder)).trials}

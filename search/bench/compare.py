@@ -76,6 +76,7 @@ def stock_searcher(space: Space):
 def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Path,
             defaults: bool = False) -> RunResult:
     from ..run import SearchOptions, run_search
+    from ..tune.harness import Harness
     from ..store.folder import SearchFolder
     from ..store.ledger import read_records
     from ..store.ranking import outcome_counts
@@ -88,7 +89,8 @@ def run_one(space_file: Path, strategy: str, seed: int, budget: int, workdir: Pa
     experiment = space.settings.experiment
     stop = StepBudget(budget, experiment.metric, experiment.mode, workdir / f"{name}.budget.json")
     searcher = stock_searcher(space) if strategy.partition("[")[0] == STOCK else None
-    outcome = run_search(space, SearchOptions(storage=str(workdir / "results")), search_alg=searcher, stop=stop)
+    outcome = run_search(space, SearchOptions(storage=str(workdir / "results")),
+                         Harness(search_alg=searcher, stop=stop))
     if outcome.code != 0:
         raise RuntimeError(f"the {name} search ended with status {outcome.code}")
     folder = SearchFolder(str(workdir / "results" / name))

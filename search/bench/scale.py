@@ -25,7 +25,7 @@ tracking writer (the process that makes the MLflow requests: search/tracking/wri
 size of the search folder. Rows: scale_rows.py.
 
 K (`--keep-checkpoints`: 1 as in the quickstart, 2 in the cluster spaces) matters at scale: with K = 1
-every checkpoint forces a snapshot of all the trials (_snapshots), N x N; with K = 2 these trials'
+every checkpoint forces a snapshot of all the trials (scale_timing.snapshots), N x N; with K = 2 these trials'
 (one checkpoint each) force none.
 """
 from __future__ import annotations
@@ -38,12 +38,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .scale_timing import SNAPSHOTS, WRITER, Timer, instrument, snapshots
 
 SETUPS = ("platform", "platform-pg", "plain", "stock", "plain-checkpoints")
 CURVES = Path(__file__).resolve().parents[2] / "docs" / "curves-compare.json"
-WRITER = "mlflow writer (own process)"  # CPU seconds of the tracking writer, not part of the driver's
-SNAPSHOTS = "tune snapshots"  # Tune's experiment state, written by its controller: part of Tune's time
 
 
 def _space(workdir: Path, n: int, c: int, strategy: str = "tpe", keep: int = 1) -> Any:
@@ -73,60 +73,6 @@ def _template(space: Any, workdir: Path) -> str:
     train(config.override("train.eval_every_steps", 1).override("data.eval_limit", 20), workdir / "template",
           progress=False)
     return str(workdir / "template" / "checkpoint")
-
-
-class Timer:
-    """Wall seconds spent in the methods of a class, by component (in the driver process)."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-
-    def wrap(self, component: str, cls: type, names: list[str]) -> None:
-        for name in names:
-            original = getattr(cls, name)
-
-            def timed(*args: Any, __f: Callable = original, __c: str = component, **kw: Any) -> Any:
-                t0 = time.perf_counter()
-                try:
-                    return __f(*args, **kw)
-                finally:
-                    self.seconds[__c] = self.seconds.get(__c, 0.0) + time.perf_counter() - t0
-                    self.calls[__c] = self.calls.get(__c, 0) + 1
-            setattr(cls, name, timed)
-
-
-def _snapshots(timer: Timer) -> Timer:
-    """Tune's snapshots of its experiment state, timed and counted in any setup: each JSON-encodes
-    every trial, and Tune forces one whenever a trial has reported `num_to_keep` checkpoints since the
-    last (ray/tune/execution/experiment_state.py), so their cost grows with N x checkpoints."""
-    from ray.tune.execution.tune_controller import TuneController
-    timer.wrap(SNAPSHOTS, TuneController, ["save_to_dir"])
-    return timer
-
-
-def _instrument() -> Timer:
-    from ..tracking.callback import TrackingCallback
-    from ..tracking.writer import TrackingWriter
-    from ..tune import searcher
-    from ..tune.callbacks import StateSigner, TrialLedger
-    timer = Timer()
-    hooks = ["on_trial_start", "on_trial_result", "on_trial_complete", "on_step_end", "on_experiment_end",
-             "on_checkpoint", "on_trial_error"]
-    timer.wrap("suggest/tell", searcher.OptunaSearcher, ["suggest", "on_trial_result", "on_trial_complete"])
-    # on_experiment_end waits for the tracking writer (its own process): its CPU is counted instead.
-    timer.wrap("mlflow", TrackingCallback, [h for h in hooks if hasattr(TrackingCallback, h) and h != "on_experiment_end"])
-    timer.wrap("ledger", TrialLedger, [h for h in hooks if hasattr(TrialLedger, h)])
-    timer.wrap("signing", StateSigner, ["on_step_end", "on_experiment_end"])
-    timer.seconds[WRITER] = 0.0
-    original_close = TrackingWriter.close
-
-    def close(writer: TrackingWriter) -> None:  # the writer's CPU, not the driver's: reported beside it
-        original_close(writer)
-        timer.seconds[WRITER] += writer.cpu_seconds
-        writer.cpu_seconds = 0.0
-    TrackingWriter.close = close
-    return timer
 
 
 def _plain_params(space: Any) -> dict[str, Any]:
@@ -162,9 +108,10 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path, kee
     time_scale = trial_seconds / recorded
     template = _template(space, workdir) if setup.startswith("platform") or setup == "plain-checkpoints" else None
     trainable = replay_trainable(space, model, 0, time_scale, template)
-    timer = _snapshots(_instrument() if setup.startswith("platform") else Timer())
+    timer = snapshots(instrument() if setup.startswith("platform") else Timer())
     figures: dict[str, Any] = {"setup": setup, "trials": n, "concurrent": c, "trial_seconds": trial_seconds,
-                               "reports_per_trial": len(curves.report_steps), "keep_checkpoints": keep, "cpus": os.cpu_count(),
+                               "reports_per_trial": len(curves.report_steps), "keep_checkpoints": keep,
+                               "cpus": os.cpu_count(),
                                "ideal_s": round(n * trial_seconds / c, 2)}
     with contextlib.ExitStack() as stack:
         uri = f"sqlite:///{workdir}/mlflow.db"
@@ -176,8 +123,9 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path, kee
         cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
         if setup.startswith("platform"):
             from ..run import SearchOptions, run_search
+            from ..tune.harness import Harness
             outcome = run_search(space, SearchOptions(storage=str(workdir / "results"), tracking_uri=uri),
-                                 replay=trainable)
+                                 Harness(trainable=trainable))
             figures["exit_status"] = outcome.code
             fit_s = outcome.seconds.get("fit", 0.0)
             timer.seconds["export"] = outcome.seconds.get("export", 0.0)

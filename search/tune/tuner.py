@@ -8,6 +8,7 @@ from typing import Any
 
 from ..space import Space
 from ..store.folder import SearchFolder
+from .harness import NONE, Harness
 
 
 def trainable(space: Space):
@@ -38,16 +39,15 @@ def trial_loggers() -> list[Any]:
     return [JsonLoggerCallback(), CSVLoggerCallback()]
 
 
-def new_tuner(space: Space, strategy: Any, search_alg: Any, storage: str, name: str, callbacks: list[Any],
-              num_samples: int, max_concurrent: int, stop: Any = None, replay: Any = None):
-    """The search's Tuner. `search_alg` is the strategy's (or one a benchmark gives in its place);
-    `stop` is a Tune stopper for the whole search (search.bench compare's step budget); `replay`, a
-    trainable that replays learning curves instead of training (search.bench's simulator parity and
-    driver scale: search/bench/replay.py)."""
+def new_tuner(space: Space, strategy: Any, study: Any, storage: str, name: str, callbacks: list[Any],
+              num_samples: int, max_concurrent: int, harness: Harness = NONE):
+    """The search's Tuner: the strategy's searcher on the search's Optuna study and its scheduler, or
+    what a benchmark's harness puts in their place (harness.py)."""
     from ray import tune
     from ray.tune.search import Searcher
     quiet_tune_output()
     experiment = space.settings.experiment
+    search_alg = harness.search_alg or strategy.searcher(space, study)
     # Tune limits concurrency through a Searcher; a variant generator (PBT's) limits it itself.
     concurrent = (max_concurrent or None) if isinstance(search_alg, Searcher) else None
     tune_config = tune.TuneConfig(
@@ -55,17 +55,17 @@ def new_tuner(space: Space, strategy: Any, search_alg: Any, storage: str, name: 
         max_concurrent_trials=concurrent, time_budget_s=experiment.time_budget_s or None,
         reuse_actors=experiment.reuse_actors)
     run_config = tune.RunConfig(
-        name=name, storage_path=storage, callbacks=[*callbacks, *trial_loggers()], stop=stop,
+        name=name, storage_path=storage, callbacks=[*callbacks, *trial_loggers()], stop=harness.stop,
         verbose=0,  # Tune's own tables and result boxes: the platform prints its own lines (progress.py)
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=strategy.checkpoints_to_keep(space),
             checkpoint_score_attribute=experiment.metric, checkpoint_score_order=experiment.mode),
         failure_config=tune.FailureConfig(max_failures=experiment.max_failures))
-    return tune.Tuner(replay or trainable(space), param_space=strategy.param_space(space), tune_config=tune_config,
-                      run_config=run_config)
+    return tune.Tuner(harness.trainable or trainable(space), param_space=strategy.param_space(space),
+                      tune_config=tune_config, run_config=run_config)
 
 
-def restored_tuner(folder: SearchFolder, space: Space, replay: Any = None):
+def restored_tuner(folder: SearchFolder, space: Space, harness: Harness = NONE):
     """The interrupted search's Tuner, from Tune's own saved state (its searcher, scheduler and
     callbacks go on where they stopped): finished trials are not run again, unfinished ones continue
     from their last checkpoint. Tune unpickles that state: search.run checks its provenance first."""
@@ -74,7 +74,7 @@ def restored_tuner(folder: SearchFolder, space: Space, replay: Any = None):
     from ..store.errors import RunError
     quiet_tune_output()
     try:
-        return tune.Tuner.restore(folder.path, replay or trainable(space), resume_unfinished=True,
+        return tune.Tuner.restore(folder.path, harness.trainable or trainable(space), resume_unfinished=True,
                                   resume_errored=False)
     except (AttributeError, ImportError) as e:  # its pickles name code this version no longer has
         raise RunError(f"--resume: Tune's saved state of {folder.path} was written by another version of this "
