@@ -4,8 +4,8 @@
               whole and swapped in by checkpoint.save_checkpoint, so nothing else may live in it
   run         what matnet.train writes into --out: config.json, metrics.jsonl, kl_per_layer.png and a
               checkpoint/ folder (.checkpoint.old while a save is being swapped in)
-  search      what search.run writes into STORAGE/NAME: search.json, the space file's copy, Ray Tune's
-              experiment state, trial folders, best/ (a checkpoint), summary.json
+  search      (and any other kind a program registers, below) what search.run writes into STORAGE/NAME;
+              the search platform tells its folders apart itself (search/store/tune_files.py)
 
 A command uses these to refuse what would overwrite something it did not write (training into a
 checkpoint, a figure written over a run's metrics) and to say what a folder is when the wrong one is
@@ -25,21 +25,30 @@ RUN_PLOT = "kl_per_layer.png"
 RUN_CHECKPOINT = "checkpoint"
 RUN_FILES = (RUN_CONFIG, RUN_METRICS, RUN_PLOT, RUN_CHECKPOINT, f".{RUN_CHECKPOINT}.old")
 
-# What only a search folder holds: search.run's description of the search, and Ray Tune's experiment
-# state (every pickle, and its JSON state files, which may carry pickled entries). The search platform
-# reads these names from here (search/store/folder.py, search/store/provenance.py).
-SEARCH_INFO = "search.json"
-SEARCH_BEST = "best"
-TUNE_STATE = "tuner.pkl"
-TUNE_JSON_STATE_PREFIXES = ("experiment_state-", "search_gen_state-", "basic-variant-state-")
+# Folders that other programs write (a search's, by search.run) are told apart by those programs, through
+# an entry point of this group: a function of a path -> (its kind, where its checkpoint is) or None. So
+# the model library names none of their files, and refuses to train into one or read it as a checkpoint.
+KINDS_GROUP = "matnet.folder_kinds"
 
 
-def is_tune_state(name: str) -> bool:
-    """A file name of Ray Tune's experiment state, as it lies at the top of a search folder."""
-    return name.endswith(".pkl") or (name.endswith(".json") and name.startswith(TUNE_JSON_STATE_PREFIXES))
+def foreign(path: str | Path) -> tuple[str, str] | None:
+    """(kind, where its checkpoint is) of a folder another installed program says is its own; else None."""
+    from importlib.metadata import entry_points
+    p = Path(path)
+    if not os.path.isdir(p):
+        return None
+    for point in entry_points(group=KINDS_GROUP):
+        try:
+            recognise = point.load()
+        except ImportError:  # that program is not usable here: nor are its folders
+            continue
+        found = recognise(p)
+        if found is not None:
+            return found
+    return None
 
-CHECKPOINT, RUN, SEARCH, EMPTY, OTHER, FILE, MISSING = ("checkpoint", "run", "search", "empty", "other",
-                                                        "file", "missing")
+
+CHECKPOINT, RUN, EMPTY, OTHER, FILE, MISSING = "checkpoint", "run", "empty", "other", "file", "missing"
 
 
 def _has(folder: Path, name: str) -> bool:
@@ -54,18 +63,6 @@ def is_checkpoint(path: str | Path) -> bool:
     return os.path.isdir(p) and _has(p, WEIGHTS) + _has(p, CONFIG) + _has(p, META) >= 2
 
 
-def is_search(path: str | Path) -> bool:
-    p = Path(path)
-    if not os.path.isdir(p):
-        return False
-    if _has(p, SEARCH_INFO) or _has(p, TUNE_STATE):
-        return True
-    try:
-        return any(is_tune_state(f.name) for f in p.iterdir())
-    except OSError:
-        return False
-
-
 def is_run(path: str | Path) -> bool:
     """A run folder: what matnet.train leaves behind, from its first evaluation on."""
     p = Path(path)
@@ -74,15 +71,20 @@ def is_run(path: str | Path) -> bool:
 
 
 def kind(path: str | Path) -> str:
-    """checkpoint | run | search | empty (an empty folder) | other (another folder) | file | missing."""
+    """checkpoint | run | empty (an empty folder) | other (another folder) | file | missing, or the
+    kind another program registered (search)."""
     p = Path(path)
     if not p.exists():
         return MISSING
     if not p.is_dir():
         return FILE
-    for name, test in ((CHECKPOINT, is_checkpoint), (SEARCH, is_search), (RUN, is_run)):
-        if test(p):
-            return name
+    if is_checkpoint(p):
+        return CHECKPOINT
+    found = foreign(p)
+    if found is not None:
+        return found[0]
+    if is_run(p):
+        return RUN
     return EMPTY if next(p.iterdir(), None) is None else OTHER
 
 
@@ -101,8 +103,9 @@ def describe(path: str | Path) -> str:
     k = kind(p)
     if k == RUN:
         return f"{p} is a training run folder, not a checkpoint; its checkpoint is {p / RUN_CHECKPOINT}"
-    if k == SEARCH:
-        return f"{p} is a search folder, not a checkpoint; its best checkpoint is {p / SEARCH_BEST}"
+    found = foreign(p) if k not in (CHECKPOINT, FILE, MISSING, EMPTY, OTHER) else None
+    if found is not None:
+        return f"{p} is a {found[0]} folder, not a checkpoint; {found[1]}"
     if k == FILE:
         return f"{p} is a file, not a checkpoint folder; pass the folder that holds {CONFIG} and {WEIGHTS}"
     return ""

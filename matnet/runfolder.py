@@ -54,8 +54,9 @@ def check_run_folder(out: str | Path, config: Config) -> None:
         where = "is a checkpoint folder" if owner == out.resolve() else f"is inside the checkpoint folder {owner}"
         raise ConfigError(f"--out {out}: {where}, not a run folder, and training would overwrite its files; "
                           f"{resume}; to train a new model give a new folder")
-    if folders.is_search(out):
-        raise ConfigError(f"--out {out}: is a search folder (search.run's); train into a new folder")
+    found = folders.foreign(out)
+    if found is not None:
+        raise ConfigError(f"--out {out}: is a {found[0]} folder, not a run folder; train into a new folder")
     check_folder_writable(out, "--out")
     if not out.is_dir():
         return

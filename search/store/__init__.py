@@ -3,6 +3,7 @@ export, the commands' checks and the benchmarks read a search without starting i
 
     storage.py        local folders and URIs (s3://, gs://, ...), written whole or not at all
     folder.py         a search folder's layout and search.json (SearchInfo)
+    tune_files.py     the names of Tune's state files, and how a search folder is told from others
     keys.py           the result keys the platform reads, and "better" under min / max
     outcome.py        how a trial ended: one classifier for Optuna, the ledger and MLflow
     ledger.py         trials.json: every trial's parameters, outcome, best value, checkpoints, lineage

@@ -21,10 +21,9 @@ import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from matnet.folders import SEARCH_BEST, SEARCH_INFO, TUNE_STATE
-
 from . import storage
 from .errors import SearchFolderError
+from .tune_files import SEARCH_BEST, SEARCH_INFO, TUNE_STATE
 
 
 @dataclass

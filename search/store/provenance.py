@@ -26,12 +26,11 @@ import secrets
 from pathlib import Path
 from typing import Any, Optional
 
-from matnet.folders import is_tune_state
-
 from . import storage
 from .disk import refused_write
 from .errors import UntrustedStateError
 from .folder import SearchFolder
+from .tune_files import is_tune_state
 
 SIGNATURES = "state-signatures.json"
 # state file -> ((mtime ns, size) of what was read last, its signatures: the newest first)
