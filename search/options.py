@@ -8,7 +8,8 @@ from matnet.cli import ArgumentParser
 
 from .store.errors import RunError
 from .tune import strategies
-from .tune.cluster import DEFAULT_STORAGE, cluster_address
+from .store.places import DEFAULT_STORAGE
+from .tune.cluster import cluster_address
 
 DESCRIPTION = ("Run a search: a YAML search space -> a search strategy (Optuna + a Ray Tune scheduler) on Ray Tune "
                "-> MLflow -> the best checkpoint.")

@@ -36,10 +36,10 @@ from .store.ledger import TrialRecord, end_running, read_records
 from .store.outcome import Outcome
 from .store.provenance import sign, verify
 from .store.study import check_storage
-from .store.study import resolve_storage as resolve_study_storage
+from .store.places import search_storage, study_storage
 from . import tracking
 from .tune import strategies
-from .tune.cluster import check_cluster_storage, cluster_address, resolve_storage
+from .tune.cluster import check_cluster_storage, cluster_address
 from .tune.harness import NONE, Harness
 from .tune.session import ray_session, sigterm_as_interrupt
 
@@ -84,7 +84,7 @@ def run_search(space: Space, options: SearchOptions | None = None, harness: Harn
     its tracking. A benchmark's `harness` (search/tune/harness.py) goes to the Tuner unchanged."""
     options = options or SearchOptions()
     address = cluster_address(options.address)
-    storage_path = resolve_storage(options.storage, address)
+    storage_path = search_storage(options.storage, address)
     storage.check_reachable(storage_path)
     folder = SearchFolder(storage.join(storage_path, options.name or space.settings.experiment.name))
     if options.resume:
@@ -132,7 +132,7 @@ def describe_new(folder: SearchFolder, space: Space, options: SearchOptions, sto
         num_samples=options.num_samples or experiment.num_samples,
         max_concurrent=experiment.max_concurrent if options.max_concurrent is None else options.max_concurrent,
         strategy=strategy,
-        optuna_storage=resolve_study_storage(options.optuna_storage, space.settings.sampler.storage, folder.path),
+        optuna_storage=study_storage(options.optuna_storage, space.settings.sampler.storage, folder.path),
         optuna_study=folder.name)
     info.study.check_new()
     return info

@@ -10,7 +10,9 @@ import optuna
 import pytest
 
 from search.store.folder import SearchFolder
-from search.store.study import STORAGE_ENV, StudyError, StudyRef, check_storage, resolve_storage
+from search.store.places import STUDY_ENV as STORAGE_ENV
+from search.store.places import study_storage as resolve_storage
+from search.store.study import StudyError, StudyRef, check_storage
 from tests.servers import free_port
 
 from tests.helpers import ROOT  # noqa: E402
@@ -29,11 +31,19 @@ def test_where_a_new_search_keeps_its_study(tmp_path, monkeypatch):
         resolve_storage(None, None, "s3://bucket/searches/s")
 
 
-def test_a_url_with_a_password_or_that_is_no_url_is_refused_and_files_are_made_absolute(tmp_path, monkeypatch):
+def test_a_password_goes_to_its_variable_a_non_url_is_refused_and_files_are_made_absolute(tmp_path, monkeypatch):
+    """The one rule of search/store/places.py: a password never reaches search.json; PostgreSQL's goes to
+    PGPASSWORD, as the tracking URI's does; a scheme whose client reads no variable is refused."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    assert check_storage("postgresql+psycopg://user:s3cr%40t@db/optuna", "sampler.storage") == \
+        "postgresql+psycopg://user@db/optuna"
+    import os
+    assert os.environ["PGPASSWORD"] == "s3cr@t"
     with pytest.raises(StudyError) as e:
-        check_storage("postgresql://user:secret@db/optuna", "sampler.storage")
-    assert "sampler.storage: the URL holds a password" in str(e.value) and "secret" not in str(e.value)
+        check_storage("mysql://user:secret@db/optuna", "sampler.storage")
+    assert "sampler.storage mysql://user:***@db/optuna: a password in a mysql URI" in str(e.value) and \
+        "secret" not in str(e.value)
     with pytest.raises(StudyError, match="is not a database URL"):
         check_storage("sqlite://:nope:x", "--optuna-storage")
     assert check_storage("sqlite:///studies.db", "f") == f"sqlite:///{tmp_path}/studies.db"
@@ -61,11 +71,14 @@ def test_a_database_that_does_not_answer_is_one_line(tmp_path):
     assert str(e.value).startswith(f"the Optuna storage {ref.storage} cannot be opened (") and "\n" not in str(e.value)
 
 
-def test_search_run_refuses_a_password_in_the_storage_url_before_ray_starts(tmp_path):
+def test_a_password_in_the_study_url_is_taken_and_never_shown_or_written(tmp_path):
+    """search.run takes it into PGPASSWORD and goes on with the URL without it: here to a database that
+    does not answer, which is one line, before Ray starts, naming the URL without the password."""
+    port = free_port()
     r = subprocess.run([sys.executable, "-m", "search.run", str(ROOT / "spaces" / "quickstart.yaml"), "--storage",
                         str(tmp_path / "results"), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-                        "--optuna-storage", "postgresql://user:secret@127.0.0.1/optuna"],
+                        "--optuna-storage", f"postgresql+psycopg://user:secret@127.0.0.1:{port}/optuna"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "--optuna-storage: the URL holds a password" in r.stderr and "secret" not in r.stderr
-    assert not (tmp_path / "results").exists()
+    assert f"the Optuna storage postgresql+psycopg://user@127.0.0.1:{port}/optuna cannot be opened" in r.stderr
+    assert "secret" not in r.stderr + r.stdout and not (tmp_path / "results").exists()

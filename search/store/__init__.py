@@ -10,6 +10,7 @@ export, the commands' checks and the benchmarks read a search without starting i
     ranking.py        the trials ranked, the best one and its best checkpoint
     table.py          the table of the best trials
     provenance.py     signatures of Ray Tune's state files (a resume unpickles them)
+    places.py         where the folder, the study and the tracking store live; a password in their URIs
     study.py          the search's Optuna study, in a journal file or a database
     study_figures.py  parameter importances and parallel coordinates from the study
     errors.py         the one-line errors of the search commands

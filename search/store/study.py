@@ -8,8 +8,9 @@ Every search has one study, named after the search, in one of:
 - a database URL (or a journal file elsewhere): `--optuna-storage`, else `sampler.storage` in the space
   file, else OPTUNA_STORAGE (the variable Optuna's own CLI reads). On a cluster: a database of its own
   on the PostgreSQL server MLflow uses, e.g. postgresql+psycopg://mlflow@postgres:5432/optuna.
-  A URL never holds a password (it would be written to search.json and Tune's state): PostgreSQL
-  reads it from PGPASSWORD or a ~/.pgpass (PGPASSFILE) entry.
+  Which one is decided in search/store/places.py, with every other place of a search. A password in
+  the URL is moved into PGPASSWORD (places.without_password), never written to search.json or Tune's
+  state; a ~/.pgpass (PGPASSFILE) entry works too.
 
 The searcher (search/tune/searcher.py) asks and tells it trial by trial, so `optuna.load_study` and
 optuna-dashboard see every trial with its state and values while the search runs and after it:
@@ -19,7 +20,6 @@ optuna-dashboard see every trial with its state and values while the search runs
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -27,31 +27,18 @@ from typing import Any, Optional
 from . import storage
 from .errors import StudyError
 from .keys import direction
+from .places import without_password
 
-JOURNAL_FILE = "optuna.journal"
 # A study kept in this process's memory only (the strategy simulator, search/bench/simulate.py: no
 # file is written per simulated trial); one InMemoryStorage per process holds every such study.
 MEMORY = ":memory:"
 _MEMORY_STORAGE: list[Any] = []
 NOT_RECORDED = "trials_not_recorded"  # a study's user attribute: why the search's trials are not in it
-STORAGE_ENV = "OPTUNA_STORAGE"
-
-
-def resolve_storage(cli: Optional[str], space_file: Optional[str], search_dir: str) -> str:
-    """Where a new search keeps its study: --optuna-storage, sampler.storage, OPTUNA_STORAGE, else a
-    journal file in the search folder (which must then be a folder, not an object store)."""
-    for where, given in (("--optuna-storage", cli), ("sampler.storage", space_file),
-                         (STORAGE_ENV, os.environ.get(STORAGE_ENV))):
-        if given:
-            return check_storage(given, where)
-    if storage.is_uri(search_dir):
-        raise StudyError(f"the search's storage {search_dir} is an object store, which cannot hold the Optuna study; "
-                         f"give a database with --optuna-storage (e.g. postgresql+psycopg://USER@HOST:5432/optuna)")
-    return storage.join(search_dir, JOURNAL_FILE)
 
 
 def check_storage(given: str, where: str) -> str:
-    """A database URL without a password, or a journal file's path; a file's path made absolute."""
+    """A database URL without a password (moved to its variable), or a journal file's path; a file's
+    path made absolute."""
     if not storage.is_uri(given):
         return str(Path(given).expanduser().resolve())
     from sqlalchemy.engine import make_url
@@ -62,8 +49,8 @@ def check_storage(given: str, where: str) -> str:
         raise StudyError(f"{where}: {given!r} is not a database URL; use e.g. sqlite:///optuna.db or "
                          f"postgresql+psycopg://USER@HOST:5432/optuna, or a journal file's path") from None
     if url.password:
-        raise StudyError(f"{where}: the URL holds a password, which would be written to search.json and Tune's "
-                         f"state; drop it from the URL and give it in PGPASSWORD (or a ~/.pgpass entry)")
+        given = without_password(given, where, StudyError)
+        url = make_url(given)
     if url.drivername.startswith("sqlite") and url.database and not Path(url.database).is_absolute():
         # kept absolute, as search.json keeps it: --resume from another folder finds the same file
         return url.set(database=str(Path(url.database).expanduser().resolve())).render_as_string()

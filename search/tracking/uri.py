@@ -7,7 +7,8 @@ absolute (search.json keeps the URI, and `--resume` from another folder must fin
 
 A password in the URI never reaches a file: it is moved into the variable its client reads
 (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD for a tracking server, PGPASSWORD for PostgreSQL)
-for this process, and the URI kept without it; a resumed search reads it from there again."""
+for this process, and the URI kept without it, by the rule every place of a search follows
+(search/store/places.py)."""
 from __future__ import annotations
 
 import os
@@ -15,6 +16,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from ..store import places
+from ..store.places import first_given
 
 # Database stores go through SQLAlchemy; a dialect may name its driver (postgresql+psycopg).
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
@@ -29,33 +33,13 @@ class TrackingUriError(RuntimeError):
 
 def tracking_uri(cli_uri: str | None = None, space_uri: str | None = None, cwd: str | None = None) -> str:
     """The tracking URI to use (the order in this module's docstring), checked and made absolute."""
-    return checked_tracking_uri(cli_uri or space_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
-                                cwd)
-
-
-# Where a password given in a tracking URI goes: the variable its client reads.
-PASSWORD_ENV = {"http": ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
-                "https": ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
-                "postgresql": (None, "PGPASSWORD")}
+    found = first_given(("--tracking-uri", cli_uri), ("mlflow.tracking_uri", space_uri),
+                        ("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI")))
+    return checked_tracking_uri(found[1] if found else DEFAULT_TRACKING_URI, cwd)
 
 
 def without_password(uri: str) -> str:
-    """`uri` with its password (if any) moved into the environment variable its client reads."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return uri
-    scheme = parts.scheme.split("+")[0].lower()
-    if scheme not in PASSWORD_ENV:
-        raise TrackingUriError(f"--tracking-uri {_hide_password(uri)}: a password in a {scheme} URI would be written "
-                               f"to search.json; drop it from the URI and give it as its driver reads it")
-    user_env, password_env = PASSWORD_ENV[scheme]
-    os.environ[password_env] = urllib.parse.unquote(parts.password)
-    if user_env and parts.username:
-        os.environ[user_env] = urllib.parse.unquote(parts.username)
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-    else:
-        netloc = parts.netloc.replace(f":{parts.password}@", "@")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return places.without_password(uri, "--tracking-uri", TrackingUriError)
 
 
 def checked_tracking_uri(uri: str, cwd: str | None = None) -> str:
@@ -142,13 +126,5 @@ def _check_database(uri: str) -> None:
         engine.dispose()
     except (SQLAlchemyError, ImportError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrackingUriError(f"--tracking-uri {_hide_password(uri)}: the database does not answer ({first[:200]}); "
+        raise TrackingUriError(f"--tracking-uri {places.hide_password(uri)}: the database does not answer ({first[:200]}); "
                                f"check that it runs and the URI's user, password and database") from None
-
-
-def _hide_password(uri: str) -> str:
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    return uri

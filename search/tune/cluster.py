@@ -10,30 +10,9 @@ from ..store import storage
 from ..store.errors import RunError
 from .compat import quiet_token_notice, quiet_trial_failures, ray_loopback_only
 
-DEFAULT_STORAGE = "ray_results"
-
-
 def cluster_address(given: str | None) -> str | None:
     """The Ray cluster a search runs on: --address, else RAY_ADDRESS, else none (a private local Ray)."""
     return given or os.environ.get("RAY_ADDRESS") or None
-
-
-def resolve_storage(given: str | None, address: str | None) -> str:
-    """Local runs: a folder (default ./ray_results). Clusters: shared storage only."""
-    if given and storage.is_uri(given):
-        return given.rstrip("/")
-    if address is None:
-        return str(Path(given or DEFAULT_STORAGE).expanduser().resolve())
-    if not given:
-        raise RunError(f"on a Ray cluster (--address {address}) give --storage: trials on other nodes write their "
-                       f"checkpoints there, so it must be shared (s3://bucket/path, gs://..., or an absolute path "
-                       f"mounted on every node with --shared-storage)")
-    path = Path(given).expanduser()
-    if not path.is_absolute():
-        raise RunError(f"--storage {given} is a relative path on this machine, which other nodes of the cluster "
-                       f"cannot reach; use a URI such as s3://bucket/path, or an absolute path on a file system "
-                       f"mounted on every node, with --shared-storage")
-    return str(path)
 
 
 def check_cluster_storage(path: str, address: str | None, shared_confirmed: bool) -> None:
