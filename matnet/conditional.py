@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 
 from . import distributions as D
-from .config import ConfigError, ModelConfig
+from .config import ConfigError
+from .sections import ModelConfig
 from .model import MatNetOutput, validate_layout
 from .networks import BUMergeNetwork, LatentLayers, MergePath, TopDownNetwork, bottom_up, descend
 

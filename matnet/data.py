@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-from matnet.config import ConfigError, DataConfig
+from matnet.config import ConfigError
+
+from matnet.sections import DataConfig
 
 from .datasets import DATASETS, REGISTRY, DataFileError, DatasetMissingError
 from .datasets import fixed_mnist

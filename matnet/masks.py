@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError, DataConfig
+from .config import ConfigError
+
+from .sections import DataConfig
 
 KINDS: tuple[str, ...] = ("quadrants", "occluders", "centre")
 

@@ -21,7 +21,8 @@ import torch.nn as nn
 
 from . import distributions as D
 from .blocks import Up
-from .config import ConfigError, ModelConfig
+from .config import ConfigError
+from .sections import ModelConfig
 from .mixture import MixturePrior, entropy
 from .networks import (BUStates, LatentLayers, MergePath, TDPrior, bottom_up, build_metas, data_into_bu, descend,
                        down_connectors, td_out_of_finest, top_gaussian, up_connectors)

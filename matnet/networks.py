@@ -17,11 +17,11 @@ import torch.nn as nn
 
 from . import distributions as D
 from .blocks import BUModule, Down, GaussianParams, MergeModule, TDModule, Up, conv3
-from .config import ModelConfig
+from .sections import ModelConfig
 
 
 class ScaleModules(nn.Module):
-    """One meta module built (its spec: config.MetaModule): the modules of one spatial scale, TD modules
+    """One meta module built (its spec: sections.MetaModule): the modules of one spatial scale, TD modules
     and/or the merge and BU modules that pair with them.
     MatNet keeps all three here (td, merge, bu); a conditional MatNet splits them between its TD
     network (td) and its two BU + merge sets (merge, bu)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .config import Config, ConfigError, DataConfig, MetaModule, ModelConfig, TrainConfig
+from .config import Config, ConfigError
+
+from .sections import DataConfig, MetaModule, ModelConfig, TrainConfig
 
 
 def mnist_conv() -> Config:

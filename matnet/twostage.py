@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 
 from .conditional import ConditionalMatNet
-from .config import ConfigError, ModelConfig
+from .config import ConfigError
+from .sections import ModelConfig
 from .model import MatNetOutput
 
 

@@ -27,7 +27,8 @@ import torch
 from .budget import budget
 from .build import check_task
 from .conditional import validate_conditional
-from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
+from .config import Config, ConfigError
+from .sections import DataConfig, ModelConfig, TrainConfig
 from .data import DATASETS, dataset_info, source_problems
 from .distributions import check_data_fits
 from .masks import mask_maker

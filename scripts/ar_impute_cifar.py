@@ -53,7 +53,7 @@ def main() -> int:
     p.add_argument("--json")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    from matnet.config import MetaModule
+    from matnet.sections import MetaModule
     from matnet.presets import preset
     from matnet.train import train
 

@@ -34,7 +34,9 @@ from typing import Any, Callable
 
 import torch
 
-from matnet.config import Config, MetaModule
+from matnet.config import Config
+
+from matnet.sections import MetaModule
 
 
 def link_mnist(files: str | None) -> str | None:

@@ -38,7 +38,7 @@ def write_omniglot(folder: Path, train: int = 8000, test: int = 1000) -> None:
     """Burda's layout: 784 x N float64 columns, each image flattened column-major, values in [0, 1]."""
     import scipy.io
     sys.path.insert(0, str(ROOT))
-    from matnet.config import DataConfig
+    from matnet.sections import DataConfig
     from matnet.data import load_split
     digits = load_split(DataConfig(dataset="mnist", binarize="none", val_size=0), "train").images[:train + test]
     images = digits[:, 0].numpy().astype(np.float64) / 255.0

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from matnet.config import Config, MetaModule
+from matnet.config import Config
+
+from matnet.sections import MetaModule
 from matnet.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from matnet.budget import budget
-from matnet.config import ConfigError, DataConfig
+from matnet.config import ConfigError
+from matnet.sections import DataConfig
 from matnet.data import DatasetMissingError, load_split, training_images
 from matnet.evaluate import evaluate_elbo, evaluate_iwae
 from matnet.model import MatNet

@@ -13,7 +13,9 @@ import pytest
 import scipy.io
 import torch
 
-from matnet.config import ConfigError, DataConfig
+from matnet.config import ConfigError
+
+from matnet.sections import DataConfig
 from matnet.data import (DATASETS, DEBIAN_FASHION_MNIST_DIR, DataFileError, DatasetMissingError, Split,
                          _stand_in_binarized, dataset_info, load_split, read_idx)
 from tests.cifar_files import photo_patches, write_cifar

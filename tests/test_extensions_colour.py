@@ -9,7 +9,7 @@ import torch
 
 from matnet import sample as sample_cli
 from matnet.checkpoint import load_checkpoint
-from matnet.config import MetaModule
+from matnet.sections import MetaModule
 from matnet.data import load_split
 from matnet.evaluate import evaluate_iwae
 from matnet.presets import preset

@@ -6,7 +6,8 @@ import torch
 from matnet import distributions as D
 from matnet import sample as sample_cli
 from matnet.checkpoint import load_checkpoint, save_checkpoint
-from matnet.config import ConfigError, MetaModule, ModelConfig
+from matnet.config import ConfigError
+from matnet.sections import MetaModule, ModelConfig
 from matnet.model import MatNet
 from matnet.objectives import elbo_loss, iwae_bound
 from matnet.pixelcnn import MaskedConv2d, PixelCNNHead

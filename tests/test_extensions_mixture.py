@@ -10,7 +10,8 @@ import torch.distributions as td
 from matnet import distributions as D
 from matnet import sample as sample_cli
 from matnet.checkpoint import save_checkpoint
-from matnet.config import Config, ConfigError, MetaModule, ModelConfig
+from matnet.config import Config, ConfigError
+from matnet.sections import MetaModule, ModelConfig
 from matnet.mixture import MixturePrior, entropy
 from matnet.model import MatNet
 from matnet.objectives import elbo_loss, iwae_bound

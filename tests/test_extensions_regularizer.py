@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
-from matnet.config import ConfigError, MetaModule, ModelConfig
+from matnet.config import ConfigError
+
+from matnet.sections import MetaModule, ModelConfig
 from matnet.model import MatNet
 from matnet.objectives import elbo_loss, inference_regularizer
 from matnet.presets import preset

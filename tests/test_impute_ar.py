@@ -114,7 +114,7 @@ def test_a_checkpoint_with_the_head_imputes_through_the_command(tmp_path, visibl
 def test_a_cifar_format_checkpoint_with_the_head_imputes(tmp_path):
     """The model a CIFAR-10 search picks when model.ar_layers wins: 32x32 colour, discretized logistic,
     the head on top; trained on photographs written in CIFAR-10's own file format."""
-    from matnet.config import MetaModule
+    from matnet.sections import MetaModule
     from matnet.presets import preset
     from matnet.train import train
     from tests.cifar_files import photo_patches, write_cifar

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from matnet.checkpoint import save_checkpoint
-from matnet.config import MetaModule
+from matnet.sections import MetaModule
 from matnet.presets import preset
 from matnet.build import build_model
 from matnet.train import train

@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from matnet.config import ConfigError, DataConfig
+from matnet.config import ConfigError
+
+from matnet.sections import DataConfig
 from matnet.data import DataFileError, DatasetMissingError, load_split, read_image_folder
 from tests.helpers import PHOTOS, write_photos
 

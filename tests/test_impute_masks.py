@@ -5,7 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from matnet.config import ConfigError, DataConfig
+from matnet.config import ConfigError
+
+from matnet.sections import DataConfig
 from matnet.masks import (MaskError, read_mask_image, boxes_to_mask, centre_mask, fixed_masks, mask_maker, occluder_boxes,
                           quadrant_masks)
 

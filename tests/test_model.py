@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from matnet.config import ConfigError, MetaModule, ModelConfig
+from matnet.config import ConfigError
+
+from matnet.sections import MetaModule, ModelConfig
 from matnet.data import dataset_info
 from matnet.model import MatNet
 from matnet.objectives import elbo_loss, iwae_bound

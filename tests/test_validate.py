@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from matnet.config import ConfigError, MetaModule
+from matnet.config import ConfigError
+
+from matnet.sections import MetaModule
 from matnet.presets import PRESETS, preset
 from matnet.train import train
 from matnet.validate import problems, validate

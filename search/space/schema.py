@@ -2,7 +2,7 @@
 
     experiment:   name, metric, mode, num_samples, max_concurrent, resources, max_failures, ...
     base:         the matnet preset every trial starts from (tiny, mnist-conv, cifar10-conv, ...)
-    data:         the data set (keys of matnet.config.DataConfig)
+    data:         the data set (keys of matnet.sections.DataConfig)
     fixed:        config keys set for every trial (nested sections or dotted keys)
     search:       the searched parameters, in order; each is an Optuna distribution
     strategy:     how configurations are drawn and which trials stop: a registered name (SAMPLER or
