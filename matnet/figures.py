@@ -13,7 +13,7 @@ from . import folders
 from .build import build_model, is_conditional
 from .checkpoint import load_checkpoint, read_config
 from .device import seeded_rng
-from .impute import imputation_figure
+from .imputation import imputation_figure
 from .outputs import write_json
 from .plots import plot_kl_bars, plot_kl_per_layer, read_metrics, save_grid
 

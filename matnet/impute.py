@@ -21,125 +21,26 @@ quadrants (the same images), and their mean (what 1-3 visible quadrants drawn un
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from . import cli
 from .build import is_conditional
 from .checkpoint import load_checkpoint
-from .locate import checkpoint_folder
 from .config import Config, ConfigError
 from .data import Split, load_split, read_image_folder
 from .device import resolve_device
-from .gibbs import METHODS, method_name, run_chains, unknown_log_likelihood
+from .gibbs import METHODS, method_name
+from .imputation import grid_rows, score
+from .locate import checkpoint_folder
 from .masks import MaskMaker, fixed_masks, mask_maker
-from .objectives import iwae_bound
 from .plots import save_grid
 from .subset import caption, describe, subset_indices
 
 CONDITIONAL_METHOD = "conditional MatNet: z ~ p(z | x_k), x_u ~ p(x_u | z, x_k) (eq. 3)"
-
-
-def _intensity(x: torch.Tensor, likelihood: str) -> torch.Tensor:
-    """Pixel values on a [0, 1] scale (binary images already are)."""
-    return x if likelihood == "bernoulli" else x / 255.0
-
-
-@torch.no_grad()
-def draw_imputations(model, x: torch.Tensor, known: torch.Tensor, samples: int, method: str,
-                     steps: int) -> tuple[torch.Tensor, float | None]:
-    """`samples` mean imputations per image [B, M, C, H, W] (known pixels kept), and the chains'
-    acceptance rate (None for a conditional model, which draws z from p(z | x_k) directly)."""
-    if is_conditional(model):
-        return torch.stack([model.impute(x, known, mean=True) for _ in range(samples)], 1), None
-    rep_x, rep_known = x.repeat_interleave(samples, 0), known.repeat_interleave(samples, 0)
-    means, _, acceptance = run_chains(model, rep_x, rep_known, steps, method)
-    return means.view(x.shape[0], samples, *x.shape[1:]), acceptance
-
-
-@torch.no_grad()
-def impute_batch(model, x: torch.Tensor, known: torch.Tensor, samples: int, k: int, rows: int,
-                 method: str, steps: int) -> dict[str, Any]:
-    """For a batch: `samples` mean imputations per image [B, M, C, H, W], the NLL of the unknown pixels
-    per image [B], and (unconditional models) the chains' acceptance rate."""
-    # The order of the random draws is the one README's table was measured with.
-    if is_conditional(model):
-        nll = -iwae_bound(model, x, k, rows, known=known).iwae.double()
-        imputations, acceptance = draw_imputations(model, x, known, samples, method, steps)
-    else:
-        imputations, acceptance = draw_imputations(model, x, known, samples, method, steps)
-        nll = -unknown_log_likelihood(model, x, known, k, rows)
-    return {"imputations": imputations, "nll": nll, "acceptance": acceptance}
-
-
-def score(model, x_all: torch.Tensor, known_all: torch.Tensor, samples: int, k: int, batch_size: int,
-          rows: int, method: str, steps: int, device: torch.device, progress: bool, desc: str) -> dict[str, Any]:
-    """NLL (nats per image) and MSE of the mean imputation over all images, for one set of masks."""
-    lik = model.cfg.likelihood
-    nll, sq_err, unknown_values, acc = [], 0.0, 0.0, []
-    n = x_all.shape[0]
-    bar = tqdm(total=n, disable=not progress, unit="image", desc=desc, dynamic_ncols=True)
-    for start in range(0, n, batch_size):
-        x = x_all[start:start + batch_size].to(device)
-        known = known_all[start:start + batch_size].to(device)
-        r = impute_batch(model, x, known, samples, k, rows, method, steps)
-        unknown = (~known).to(x.dtype).expand_as(x)
-        mean_imputation = r["imputations"].mean(1)
-        sq_err += (((_intensity(mean_imputation, lik) - _intensity(x, lik)) ** 2) * unknown).sum().item()
-        unknown_values += unknown.sum().item()
-        nll.append(r["nll"].cpu())
-        if r["acceptance"] is not None:
-            acc.append(r["acceptance"])
-        bar.update(x.shape[0])
-    bar.close()
-    nll_t = torch.cat(nll)
-    out = {"nll_nats": nll_t.mean().item(),
-           "nll_stderr": nll_t.std().item() / math.sqrt(n) if n > 1 else 0.0,
-           "mse": sq_err / max(unknown_values, 1.0),
-           "unknown_pixels": unknown_values / n / x_all.shape[1]}
-    if acc:
-        out["acceptance"] = sum(acc) / len(acc)
-    if lik != "bernoulli":  # bits per unknown dimension
-        out["bpd"] = out["nll_nats"] / (max(unknown_values / n, 1.0) * math.log(2.0))
-    return out
-
-
-@torch.no_grad()
-def grid_rows(model, x: torch.Tensor, known: torch.Tensor, samples: int, method: str, steps: int) -> torch.Tensor:
-    """[G * (2 + M), C, H, W] on a [0, 1] scale: per image the original, the masked input (unknown pixels
-    gray) and M imputations."""
-    lik = model.cfg.likelihood
-    imps = draw_imputations(model, x, known, samples, method, steps)[0]
-    kf = known.to(x.dtype)
-    masked = _intensity(x, lik) * kf + 0.5 * (1.0 - kf)
-    rows = torch.cat([_intensity(x, lik)[:, None], masked[:, None], _intensity(imps, lik)], 1)
-    return rows.flatten(0, 1).clamp(0, 1).cpu()
-
-
-def imputation_figure(model, config: Config, path: str | Path, n_images: int = 8, samples: int = 6,
-                      split: str = "valid", seed: int = 0, steps: int = 20) -> Path:
-    """A grid of imputations for the first images of a split of the checkpoint's own data set, under its
-    own masks (for a conditional model) or data.mask: the picture to show for a conditional checkpoint,
-    whose `sample` has nothing to condition on."""
-    device = next(model.parameters()).device
-    data = load_split(config.data, split)
-    g = min(n_images, len(data))
-    x = data.batch(torch.arange(g), torch.Generator().manual_seed(seed)).to(device)
-    maker = getattr(model, "masks", None) or mask_maker(config.data, tuple(model.image_shape))
-    known = fixed_masks(maker, g, seed).to(device)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        pictures = grid_rows(model, x, known, samples, "mwg", steps)
-    return save_grid(pictures, path, nrow=2 + samples)
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
 
 
 def load_images(args: argparse.Namespace, cfg: Config, shape: tuple[int, int, int]) -> tuple[Split, str]:
@@ -175,7 +76,7 @@ def mask_settings(args: argparse.Namespace, cfg: Config, shape) -> list[tuple[st
     return [(maker.describe(), maker)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(prog="python -m matnet.impute", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=checkpoint_folder,
                    help="a checkpoint directory: conditional (data.task=impute) or not (a search's best/), or "
@@ -207,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     from .folders import checkpoint_argument
     from .outputs import check_outputs, write_json
     # The outputs are checked before the checkpoint is read and anything is scored.
@@ -221,30 +126,41 @@ def main(argv: list[str] | None = None) -> int:
     # --images reads the first --limit files of the folder (sorted by path); a split is sampled.
     indices = torch.arange(len(split)) if args.images else subset_indices(len(split), args.limit, args.subset_seed)
     subset = None if args.images else describe(len(split), args.limit, args.subset_seed)
-    n = len(indices)
-    conditional = is_conditional(model)
-    method = CONDITIONAL_METHOD if conditional else method_name(model, args.method)
-    if hasattr(model, "stage2"):
-        method += "; two-stage: stage 2 refines stage 1's imputation"
-
     # The same images, binarizations and masks for every model scored with the same --seed.
     x_all = split.batch(indices, torch.Generator().manual_seed(args.seed))
     torch.manual_seed(args.seed)
     rows = []
     for i, (label, maker) in enumerate(settings):
-        known = fixed_masks(maker, n, args.seed + i)
+        known = fixed_masks(maker, len(indices), args.seed + i)
         r = score(model, x_all, known, args.samples, args.iwae_k, args.batch_size, args.rows, args.method,
                   args.gibbs_steps, device, not args.quiet, label)
         rows.append({"mask": label, **({"visible": maker.visible} if maker.kind == "quadrants" else {}), **r})
+    grid = draw_grid(model, x_all, settings, args, device)
+    result = {**described(model, args, rows), "n_images": len(indices), "subset": subset, "dataset": source,
+              "split": None if args.images else args.split, "grid": str(grid)}
+    print_table(result)
+    if args.json:
+        write_json(args.json, result)
+    return 0
 
-    # The grid: masks as the setting draws them (quadrants: 1-3 visible per image, as in training).
-    g = min(args.grid_images, n)
+
+def draw_grid(model, x_all: torch.Tensor, settings: list[tuple[str, MaskMaker]], args: argparse.Namespace,
+              device: torch.device) -> Path:
+    """The grid: masks as the setting draws them (quadrants: 1-3 visible per image, as in training)."""
+    g = min(args.grid_images, x_all.shape[0])
     grid_maker = replace(settings[0][1], visible=0) if len(settings) > 1 else settings[0][1]
     known_g = fixed_masks(grid_maker, g, args.seed + 1000)
     pictures = grid_rows(model, x_all[:g].to(device), known_g.to(device), args.samples, args.method,
                          args.gibbs_steps)
-    grid = save_grid(pictures, args.out, nrow=2 + args.samples)
+    return save_grid(pictures, args.out, nrow=2 + args.samples)
 
+
+def described(model, args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of the mask settings, their mean, and what was measured how (the JSON's fields)."""
+    conditional = is_conditional(model)
+    method = CONDITIONAL_METHOD if conditional else method_name(model, args.method)
+    if hasattr(model, "stage2"):
+        method += "; two-stage: stage 2 refines stage 1's imputation"
     top = {k: sum(r[k] for r in rows) / len(rows) for k in ("nll_nats", "mse", "unknown_pixels")}
     result: dict[str, Any] = {
         "method": method,
@@ -256,17 +172,13 @@ def main(argv: list[str] | None = None) -> int:
                       "runs low at small k)")),
         **top,
         "mse_units": "per unknown pixel value, intensities on a [0, 1] scale; mean imputation = mean of the samples",
-        "iwae_k": args.iwae_k, "samples": args.samples, "n_images": n, "subset": subset,
+        "iwae_k": args.iwae_k, "samples": args.samples,
         "mask": "quadrants: 1, 2 and 3 visible (mean of the rows)" if len(rows) > 1 else rows[0]["mask"],
-        "table": rows, "dataset": source, "split": None if args.images else args.split,
-        "checkpoint": str(Path(args.checkpoint).resolve()), "grid": str(grid), "seed": args.seed,
+        "table": rows, "checkpoint": str(Path(args.checkpoint).resolve()), "seed": args.seed,
     }
     if not conditional:
         result.update(gibbs_steps=args.gibbs_steps, chain=args.method)
-    print_table(result)
-    if args.json:
-        write_json(args.json, result)
-    return 0
+    return result
 
 
 def print_table(r: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import torch
 from matnet.build import is_conditional
 from matnet.checkpoint import load_checkpoint
 from matnet.data import load_split
-from matnet.impute import score
+from matnet.imputation import score
 from matnet.masks import MaskMaker, fixed_masks
 from matnet.train import train
 from tests.helpers import micro_config
