@@ -91,15 +91,8 @@ def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int 
     device = torch.device(device)
     indices = subset_indices(len(split), limit, subset_seed)
     n = len(indices)
-    known = None
-    if is_conditional(model):
-        masks = masks or model.masks
-        if masks is None:
-            raise ConfigError("this conditional checkpoint's mask file is not here; impute with "
-                              "python -m matnet.impute CKPT --mask KIND_OR_FILE")
-        known = fixed_masks(masks, n, seed)
+    masks, known = _conditional_masks(model, masks, n, seed)
     model.eval()
-    iwae, elbo, kl = [], [], []
     if make_bar is None:
         make_bar = partial(tqdm, disable=not progress, unit_scale=True, dynamic_ncols=True)
     bar = make_bar(total=n * k, desc=f"IWAE k={k}", unit="sample")
@@ -108,16 +101,7 @@ def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int 
         rows = rows_per_pass or (rows_that_fit(model, split.batch(indices[:1]).to(device), device, amp)
                                  if device.type == "cuda" else CPU_ROWS_PER_PASS)
         b = batch_size or max(1, min(n, rows // k))
-        for start in range(0, n, b):
-            idx = indices[start:start + b]
-            x = split.batch(idx).to(device)
-            extra = {} if known is None else {"known": known[start:start + b].to(device)}
-            with autocast(device, amp):
-                est = iwae_bound(model, x, k, rows, on_pass=lambda m, nb=len(idx): bar.update(m * nb), **extra)
-            iwae.append(est.iwae)
-            elbo.append(est.elbo)
-            kl.append(est.kl_per_layer)
-    iwae_t, elbo_t = torch.cat(iwae).double().cpu(), torch.cat(elbo).double().cpu()
+        iwae_t, elbo_t, kl_t = _bounds(model, split, indices, known, k, rows, b, device, amp, bar)
     seconds = time.perf_counter() - t0
     bar.close()
     result = {
@@ -128,12 +112,44 @@ def evaluate_iwae(model: MatNet, split, k: int, limit: int = 0, batch_size: int 
         "n_images": n,
         # None: the whole split; else which seeded sample of it (subset.py).
         "subset": describe(len(split), limit, subset_seed),
-        "kl_per_layer": [round(v, 5) for v in torch.cat(kl).mean(0).tolist()],
+        "kl_per_layer": [round(v, 5) for v in kl_t.mean(0).tolist()],
         "dataset": split.name,
         "standard_benchmark": split.standard,
         "seconds": seconds, "samples_per_s": n * k / max(seconds, 1e-9),
         "rows_per_pass": rows, "images_per_batch": b, "bf16": bool(amp and device.type in devices.AUTOCAST_DEVICES),
     }
+    return _per_dimension(result, split, masks, known)
+
+
+def _conditional_masks(model: MatNet, masks: MaskMaker | None, n: int, seed: int) -> tuple[Any, Any]:
+    """(the masks, the known-pixel masks of the n images) for a conditional MatNet; (masks, None) else."""
+    if not is_conditional(model):
+        return masks, None
+    masks = masks or model.masks
+    if masks is None:
+        raise ConfigError("this conditional checkpoint's mask file is not here; impute with "
+                          "python -m matnet.impute CKPT --mask KIND_OR_FILE")
+    return masks, fixed_masks(masks, n, seed)
+
+
+def _bounds(model: MatNet, split, indices: torch.Tensor, known: Any, k: int, rows: int, b: int,
+            device: torch.device, amp: bool, bar: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """IWAE_k and ELBO per image (float64, on the CPU) and the KL per layer, `b` images at a time."""
+    iwae, elbo, kl = [], [], []
+    for start in range(0, len(indices), b):
+        idx = indices[start:start + b]
+        x = split.batch(idx).to(device)
+        extra = {} if known is None else {"known": known[start:start + b].to(device)}
+        with autocast(device, amp):
+            est = iwae_bound(model, x, k, rows, on_pass=lambda m, nb=len(idx): bar.update(m * nb), **extra)
+        iwae.append(est.iwae)
+        elbo.append(est.elbo)
+        kl.append(est.kl_per_layer)
+    return torch.cat(iwae).double().cpu(), torch.cat(elbo).double().cpu(), torch.cat(kl)
+
+
+def _per_dimension(result: dict[str, Any], split, masks: Any, known: Any) -> dict[str, Any]:
+    """A conditional model's bound is on its unknown pixels; 8-bit data adds bits per dimension."""
     dims: Any = split.shape
     if known is not None:
         unknown = (~known).float().sum((1, 2, 3)).mean().item()
