@@ -89,7 +89,9 @@ def main() -> int:
             print(f"{name:>6}: {last['step']} steps, val {last.get('val_bpd', 0):.3f} bits/dim; centre hidden: "
                   f"NLL {scored['nll_nats']:.1f} nats ({results[name]['bpd_unknown']:.3f} bits/dim), MSE "
                   f"{scored['mse']:.4f}, acceptance {results[name]['acceptance']}", flush=True)
-    out = {"data": f"{len(data)} 32x32 patches of scikit-image's photographs in CIFAR-10's file format, 400 held out",
+    from matnet.record import stamp
+    out = {**stamp("python scripts/ar_impute_cifar.py"),
+           "data": f"{len(data)} 32x32 patches of scikit-image's photographs in CIFAR-10's file format, 400 held out",
            "mask": "centre quarter hidden", "images": args.images, "iwae_k": args.iwae_k,
            "gibbs_steps": args.gibbs_steps, "minutes_each": args.minutes, "models": results}
     if args.json:

@@ -35,7 +35,9 @@ import torch
 from matnet.config import Config
 from matnet.sections import MetaModule
 
-from gpu_check_parts import concurrency, divergence, iwae_part, largest, loop_speed, resume_check, step_costs
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its parts lie beside it (scripts/ is no package)
+from gpu_check_parts import (concurrency, divergence, iwae_part, largest, loop_speed,  # noqa: E402
+                             resume_check, step_costs)
 
 
 def link_mnist(files: str | None) -> str | None:
