@@ -198,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>18}  {q['latent_layers']:>6}  {q['train_steps']:>6}  {q['test_nll_nats']:>12.2f}  "
                   f"{q['test_elbo_nats']:>8.2f}")
     if json_out is not None:
+        if args.what != "presets":  # (presets record theirs per run, and merge them)
+            from .record import stamp
+            r = {**stamp("python -m matnet.bench", argv), **r}
         write_json(json_out, r)
     return 0
 

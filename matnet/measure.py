@@ -4,9 +4,12 @@ images per second, the bare step's kernels and host launches, the IWAE's samples
 largest batch that fits, the time to sample."""
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
+import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -74,6 +77,24 @@ def launches(prof) -> dict[str, int]:
     ops = sum(1 for n in names if n.startswith("aten::"))
     return {"kernels": kernels, "launch_calls": host, "graph_launches": graphs, "aten_ops": ops}
 
+@contextlib.contextmanager
+def quiet_profiler() -> Iterator[None]:
+    """torch.profiler's C++ side (kineto) writes its own lines to the process's stderr at every profile
+    (USDT profiler_start / profiler_stop, and on a machine without a GPU an ERROR that it found none),
+    which a benchmark's output should not carry: its stderr goes to /dev/null while it profiles. An
+    error of the profiled steps still reaches the user, as the exception it raises."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def step_profile(config: Config, device: torch.device, batch: int = 100, steps: int = 10,
                  compile: bool = False, amp: bool = False, profile_steps: int = 3) -> dict[str, Any]:
     """The bare training step (step.TrainStep, the same one train() uses) on a fixed batch: time per
@@ -105,7 +126,7 @@ def step_profile(config: Config, device: torch.device, batch: int = 100, steps: 
     dt = (time.perf_counter() - t0) / steps
     peak = peak_memory_mb(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with quiet_profiler(), profile(activities=activities) as prof:
         for i in range(profile_steps):
             step(x, 100 + i, 1.0, 1e-4)
         sync(device)

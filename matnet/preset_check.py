@@ -14,11 +14,11 @@ writes stand-ins for all three from offline images).
 from __future__ import annotations
 
 import math
-import platform
 import time
 from typing import Any
 
 from .checkpoint import git_revision
+from .record import machine
 from .config import Config
 from .data import DatasetMissingError
 from .nonfinite import NonFiniteLossError
@@ -94,11 +94,6 @@ def merge(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
     failed = {r["preset"] for r in runs if r["outcome"] != "trained"}
     return {**later, "command": [*earlier.get("command", []), *later["command"]], "runs": runs,
             "passed": sorted({r["preset"] for r in runs} - failed)}
-
-
-def machine() -> str:
-    import os
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.system()}"
 
 
 def preset_names(text: str) -> list[str]:

@@ -14,7 +14,8 @@ Kinds: `simulate` (sim_report.markdown of a search.bench simulate report: the re
 true value, the best value seen, the compute to random's final best, the paired seeds won), `paired`
 (real paired searches of search.bench compare, REPORT.json [PREDICTION.json]: per strategy the best
 validation value and the test IWAE of the exported best, IQM [95% CI], the pairs won against
-random+asha, and the table-mode prediction for the same seeds beside them).
+random+asha, and the table-mode prediction for the same seeds beside them), `measured` (README's table of
+what was measured: measured.py, a row per committed JSON).
 """
 from __future__ import annotations
 
@@ -73,7 +74,13 @@ def render(spec: str) -> str:
         return markdown(data[0], names)
     if kind == "paired":
         return paired(data[0], data[1] if len(data) > 1 else None)
-    raise RunError(f"generated table {spec!r}: unknown kind {kind!r}; use simulate or paired")
+    if kind == "measured":
+        from .measured import table
+        try:
+            return table(ROOT)
+        except (OSError, ValueError, KeyError) as e:
+            raise RunError(f"generated table {spec!r}: {e!r}; record it (docs/benchmarks.md says how)") from None
+    raise RunError(f"generated table {spec!r}: unknown kind {kind!r}; use simulate, paired or measured")
 
 
 def refresh(text: str) -> str:

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print_figures(figures, total)
     if args.json:
         from matnet.outputs import write_json
-        write_json(args.json, figures)
+        from matnet.record import stamp
+        write_json(args.json, {**stamp("python -m search.bench", argv), **figures})
     return 0
 
 

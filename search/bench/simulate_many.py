@@ -81,9 +81,8 @@ def simulate_many(curves_path: str, specs: list[str], seeds: list[int], budget: 
 
 def provenance() -> dict[str, Any]:
     """When, at which commit and on what machine a figure was made (every published row says so)."""
-    from matnet.checkpoint import git_revision
-    from matnet.preset_check import machine
-    return {"date": time.strftime("%Y-%m-%d"), "commit": git_revision(), "machine": machine()}
+    from matnet.record import stamp
+    return {k: v for k, v in stamp("").items() if k != "command"}
 
 
 def parser() -> Any:
