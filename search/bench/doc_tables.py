@@ -15,7 +15,8 @@ true value, the best value seen, the compute to random's final best, the paired 
 (real paired searches of search.bench compare, REPORT.json [PREDICTION.json]: per strategy the best
 validation value and the test IWAE of the exported best, IQM [95% CI], the pairs won against
 random+asha, and the table-mode prediction for the same seeds beside them), `measured` (README's table of
-what was measured: measured.py, a row per committed JSON).
+what was measured: measured.py, a row per committed JSON), `overhead` (docs/benchmarks.md's split of the
+trial slots' time, from search.bench's JSON).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from ..store.errors import RunError
 from .sim_report import _ci
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ("README.md", "docs/strategies.md")
+DOCS = ("README.md", "docs/strategies.md", "docs/benchmarks.md")
 BLOCK = re.compile(r"(<!-- generated: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
 
@@ -74,13 +75,16 @@ def render(spec: str) -> str:
         return markdown(data[0], names)
     if kind == "paired":
         return paired(data[0], data[1] if len(data) > 1 else None)
+    if kind == "overhead":
+        from .measured import overhead_table
+        return overhead_table(data[0])
     if kind == "measured":
         from .measured import table
         try:
             return table(ROOT)
         except (OSError, ValueError, KeyError) as e:
             raise RunError(f"generated table {spec!r}: {e!r}; record it (docs/benchmarks.md says how)") from None
-    raise RunError(f"generated table {spec!r}: unknown kind {kind!r}; use simulate, paired or measured")
+    raise RunError(f"generated table {spec!r}: unknown kind {kind!r}; use simulate, paired, overhead or measured")
 
 
 def refresh(text: str) -> str:

@@ -38,6 +38,21 @@ def overhead(d: dict[str, Any]) -> tuple[str, str]:
     return figure, _when(d)
 
 
+def overhead_table(d: dict[str, Any]) -> str:
+    """docs/benchmarks.md's split of the trial slots' time (search.bench's JSON)."""
+    labels = {"updates": "updates (matnet's training steps)",
+              "evaluations, checkpoints": "evaluations, checkpoints (the rest of `matnet.train`'s call)",
+              "reporting to Tune": "reporting to Tune (results and checkpoints handed over)",
+              "trial start": "trial start (config, restore)", "Ray, idle": "Ray and idle"}
+    lines = [f"| where the trial slots' {d['slot_s']:.1f} s went | seconds | share |", "| --- | --- | --- |"]
+    lines += [f"| {labels.get(k, k)} | {v:.1f} | {100 * v / d['slot_s']:.1f} % |"
+              for k, v in d["seconds"].items()]
+    lines.append(f"\n{d['trials']} trials on {d['slots']} slots, {d['steps_per_trial']} steps each: "
+                 f"{100 * d['training_fraction']:.1f} % of the slots' time in training, {d['overhead_s_per_trial']:.1f} s "
+                 f"of overhead per trial; Ray's start {d['ray_start_s']:.1f} s. {_when(d)}; `{d['command']}`.")
+    return "\n".join(lines) + "\n"
+
+
 def ar_impute(d: dict[str, Any]) -> tuple[str, str]:
     head, plain = d["models"]["head"], d["models"]["plain"]
     figure = (f"MSE {head['mse']:.3f} against {plain['mse']:.3f} for the same model without the head; "
