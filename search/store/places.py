@@ -25,10 +25,9 @@ from .errors import RunError, StudyError
 DEFAULT_STORAGE = "ray_results"
 STUDY_ENV = "OPTUNA_STORAGE"
 JOURNAL_FILE = "optuna.journal"
-# Where a password given in a URI goes: the variables its client reads (user, password).
-PASSWORD_ENV = {"http": ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
-                "https": ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
-                "postgresql": (None, "PGPASSWORD")}
+# Where a password given in a URI goes: the variables its client reads (user, password). A tracking
+# back-end adds its own schemes' (search/tracking/uri.py: a tracking server's).
+PASSWORD_ENV: dict[str, tuple[Optional[str], str]] = {"postgresql": (None, "PGPASSWORD")}
 
 
 def first_given(*candidates: tuple[str, Optional[str]]) -> Optional[tuple[str, str]]:
@@ -44,8 +43,11 @@ def hide_password(uri: str) -> str:
     return uri
 
 
-def without_password(uri: str, where: str, error: type[Exception] = RunError) -> str:
-    """`uri` with its password (if any) moved into the environment variable its client reads."""
+def without_password(uri: str, where: str, error: type[Exception] = RunError,
+                     env: Optional[dict[str, tuple[Optional[str], str]]] = None) -> str:
+    """`uri` with its password (if any) moved into the environment variable its client reads (`env`:
+    by scheme, default PASSWORD_ENV)."""
+    env = PASSWORD_ENV if env is None else env
     try:
         parts = urllib.parse.urlsplit(uri)
         password = parts.password
@@ -54,10 +56,10 @@ def without_password(uri: str, where: str, error: type[Exception] = RunError) ->
     if password is None:
         return uri
     scheme = parts.scheme.split("+")[0].lower()
-    if scheme not in PASSWORD_ENV:
+    if scheme not in env:
         raise error(f"{where} {hide_password(uri)}: a password in a {scheme} URI would be written to search.json; "
                     f"drop it from the URI and give it as its driver reads it")
-    user_env, password_env = PASSWORD_ENV[scheme]
+    user_env, password_env = env[scheme]
     os.environ[password_env] = urllib.parse.unquote(password)
     if user_env and parts.username:
         os.environ[user_env] = urllib.parse.unquote(parts.username)

@@ -38,8 +38,13 @@ def tracking_uri(cli_uri: str | None = None, space_uri: str | None = None, cwd: 
     return checked_tracking_uri(found[1] if found else DEFAULT_TRACKING_URI, cwd)
 
 
+# A tracking server's client reads its credentials from these (PostgreSQL's: places.PASSWORD_ENV).
+SERVER_PASSWORD_ENV = {scheme: ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD") for scheme in SERVER_SCHEMES}
+
+
 def without_password(uri: str) -> str:
-    return places.without_password(uri, "--tracking-uri", TrackingUriError)
+    return places.without_password(uri, "--tracking-uri", TrackingUriError,
+                                   {**places.PASSWORD_ENV, **SERVER_PASSWORD_ENV})
 
 
 def checked_tracking_uri(uri: str, cwd: str | None = None) -> str:
