@@ -20,12 +20,13 @@ from matnet.config import ConfigError
 
 from matnet.sections import DataConfig
 
-from .datasets import DATASETS, REGISTRY, DataFileError, DatasetMissingError
+from .datasets import REGISTRY, DataFileError, DatasetMissingError
+from .datasets import names as dataset_names
 from .datasets import fixed_mnist
 from .datasets.image_folder import IMAGE_EXTENSIONS, image_files, read_image, read_image_folder
 from .datasets.mnist import DEBIAN_FASHION_MNIST_DIR, read_idx
 
-__all__ = ["BINARIZATIONS", "DATASETS", "DEBIAN_FASHION_MNIST_DIR", "DataFileError", "DatasetMissingError",
+__all__ = ["BINARIZATIONS", "dataset_names", "DEBIAN_FASHION_MNIST_DIR", "DataFileError", "DatasetMissingError",
            "IMAGE_EXTENSIONS", "SPLITS", "Split", "check_source", "dataset_info", "image_files", "load_split",
            "read_idx", "read_image", "read_image_folder", "source_folder", "source_problems", "training_images"]
 
@@ -69,7 +70,7 @@ class Split:
 
 def dataset_info(name: str) -> tuple[int, int, int]:
     """(C, H, W) of a dataset's images, without touching its files."""
-    _check_choice("data.dataset", name, DATASETS)
+    _check_choice("data.dataset", name, dataset_names())
     return REGISTRY[name].shape
 
 
@@ -80,8 +81,8 @@ def source_problems(data: DataConfig) -> list[str]:
     data its user did not mean). The one place these rules live: validate.py, the search's space
     checks and this module's readers ask here."""
     found = []
-    if data.dataset not in DATASETS:
-        found.append(_unknown("data.dataset", data.dataset, DATASETS))
+    if data.dataset not in dataset_names():
+        found.append(_unknown("data.dataset", data.dataset, dataset_names()))
     if data.binarize not in BINARIZATIONS:
         found.append(_unknown("data.binarize", data.binarize, BINARIZATIONS))
     if data.dataset in REGISTRY and REGISTRY[data.dataset].own_folder and not data.image_folder:
@@ -113,7 +114,12 @@ def training_images(data: DataConfig) -> int:
     if data.binarize == "fixed" and data.dataset == "mnist" and fixed_mnist.find_amat(root):
         n = fixed_mnist.TRAIN_FILE_IMAGES  # its own training file; no validation images are taken off it
         return min(n, data.train_limit) if data.train_limit > 0 else n
-    in_file = dataset.train_file_images if dataset.count_train_file is None else dataset.count_train_file(root)
+    if dataset.count_train_file is not None:
+        in_file = dataset.count_train_file(root)
+    elif dataset.train_file_images is not None:
+        in_file = dataset.train_file_images
+    else:  # a data set that states neither: its training file is read to count them
+        in_file = _load_raw(data.dataset, str(root)).train.shape[0]
     n = in_file - data.val_size
     if n <= 0:
         raise ConfigError(f"data.val_size={data.val_size} leaves no training images: the {data.dataset} "

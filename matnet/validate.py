@@ -29,7 +29,7 @@ from .build import check_task
 from .conditional import validate_conditional
 from .config import Config, ConfigError
 from .sections import DataConfig, ModelConfig, TrainConfig
-from .data import DATASETS, dataset_info, source_problems
+from .data import dataset_info, dataset_names, source_problems
 from .distributions import check_data_fits
 from .masks import mask_maker
 from .model import validate_layout
@@ -62,7 +62,7 @@ def problems(config: Config, *, training: bool = True, n_train: int | None = Non
     found += _model(config.model) + data_problems
     if training:
         found += _train(config.train)
-    if config.data.dataset not in DATASETS:
+    if config.data.dataset not in dataset_names():
         return found
     # Combinations (each check raises on its own key, so a problem is not said twice), causes first: a
     # likelihood that does not fit the data, then what the data's image size makes of the layout.

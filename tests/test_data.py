@@ -16,8 +16,8 @@ import torch
 from matnet.config import ConfigError
 
 from matnet.sections import DataConfig
-from matnet.data import (DATASETS, DEBIAN_FASHION_MNIST_DIR, DataFileError, DatasetMissingError, Split,
-                         _stand_in_binarized, dataset_info, load_split, read_idx)
+from matnet.data import (DEBIAN_FASHION_MNIST_DIR, DataFileError, DatasetMissingError, Split,
+                         _stand_in_binarized, dataset_info, dataset_names, load_split, read_idx)
 from tests.cifar_files import photo_patches, write_cifar
 
 MNIST_TRAIN_IMAGES_MD5 = "6bbc9ace898e44ae57da46a324031adb"
@@ -266,5 +266,5 @@ def test_bad_choices_name_the_allowed_values(tmp_path):
 
 
 def test_dataset_info():
-    assert DATASETS == ("mnist", "fashion-mnist", "omniglot", "cifar10", "image-folder")
-    assert [dataset_info(d) for d in DATASETS] == [(1, 28, 28)] * 3 + [(3, 32, 32), (3, 64, 64)]
+    assert dataset_names() == ("mnist", "fashion-mnist", "omniglot", "cifar10", "image-folder")
+    assert [dataset_info(d) for d in dataset_names()] == [(1, 28, 28)] * 3 + [(3, 32, 32), (3, 64, 64)]

@@ -64,6 +64,10 @@ def _discover() -> None:
 
 
 _discover()
-# The order users see them in (errors, --help).
+# The order users see them in (errors, --help); a data set added later comes after these, by name.
 ORDER = ("mnist", "fashion-mnist", "omniglot", "cifar10", "image-folder")
-DATASETS: tuple[str, ...] = tuple(n for n in ORDER if n in REGISTRY) + tuple(sorted(set(REGISTRY) - set(ORDER)))
+
+
+def names() -> tuple[str, ...]:
+    """The registered data sets' names (read at each call: a module registered later is one of them)."""
+    return tuple(n for n in ORDER if n in REGISTRY) + tuple(sorted(set(REGISTRY) - set(ORDER)))
