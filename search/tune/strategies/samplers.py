@@ -22,11 +22,14 @@ def tpe_sampler(space: Any, seed: int | None = None) -> Any:
 
     import optuna
     s = space.settings.sampler
+    tpe = dict(seed=s.seed if seed is None else seed, n_startup_trials=s.n_startup_trials,
+               multivariate=s.multivariate, group=s.group and s.multivariate, constant_liar=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=s.seed if seed is None else seed, n_startup_trials=s.n_startup_trials,
-                                          multivariate=s.multivariate, group=s.group and s.multivariate,
-                                          constant_liar=True)
+        if s.history:  # a bounded history (sampler.history): a suggest's cost does not grow with the trials
+            from ..bounded_tpe import BoundedTPESampler
+            return BoundedTPESampler(best=s.history_best, recent=s.history, **tpe)
+        return optuna.samplers.TPESampler(**tpe)
 
 
 register_sampler(SamplerPart("random", "random draws", random_sampler))
