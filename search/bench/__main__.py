@@ -1,4 +1,4 @@
-"""python -m search.bench [compare | curves | simulate | tables | scale] ... (search/bench/__init__.py)."""
+"""python -m search.bench [compare | curves | simulate | tables | scale | optuna] ... (search/bench/__init__.py)."""
 from __future__ import annotations
 
 import sys
@@ -19,13 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     if command == "tables":
         from .doc_tables import main as tables
         return tables(argv[1:])
+    if command == "optuna":
+        from .optuna_cost import main as optuna_cost
+        return optuna_cost(argv[1:])
     if command == "scale":
         from .scale import main as scale
         return scale(argv[1:])
     if command is not None:
         from ..store.errors import RunError
-        raise RunError(f"no benchmark {command!r}; use compare, curves, simulate, tables or scale, or none for the "
-                       f"overhead benchmark (python -m search.bench --help)")
+        raise RunError(f"no benchmark {command!r}; use compare, curves, simulate, tables, scale or optuna, or none "
+                       f"for the overhead benchmark (python -m search.bench --help)")
     from .overhead import main as overhead
     return overhead(argv)
 

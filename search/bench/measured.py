@@ -53,6 +53,14 @@ def overhead_table(d: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def optuna_table(d: dict[str, Any]) -> str:
+    """docs/strategies.md's cost of one suggest, whole history and bounded (search.bench optuna's JSON)."""
+    lines = ["| finished trials | TPE, whole history | TPE, bounded history |", "| --- | --- | --- |"]
+    lines += [f"| {r['finished']:,} | {r['full_ms']:.1f} ms | {r['bounded_ms']:.1f} ms |" for r in d["rows"]]
+    lines.append(f"\n{_when(d)}; `{d['command']}`.")
+    return "\n".join(lines) + "\n"
+
+
 def ar_impute(d: dict[str, Any]) -> tuple[str, str]:
     head, plain = d["models"]["head"], d["models"]["plain"]
     figure = (f"MSE {head['mse']:.3f} against {plain['mse']:.3f} for the same model without the head; "

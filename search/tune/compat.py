@@ -2,7 +2,9 @@
 
 Each is pinned to the library versions in pyproject.toml and guarded by a test
 (tests/test_search_compat.py) that fails loudly, naming the change, when an upgrade moves it.
-Everything else in search/ uses the libraries' public APIs only.
+Everything else in search/ uses the libraries' public APIs only, but one: the bounded TPE history
+(bounded_tpe.py) answers Optuna's private `Study._get_trials`, which its samplers read; its test
+(tests/test_search_bounded_tpe.py) fails when TPE stops reading the history through it.
 """
 from __future__ import annotations
 
