@@ -100,3 +100,20 @@ def test_the_history_kept_as_trials_finish_is_the_one_a_fresh_look_gives():
             trials = study.get_trials(deepcopy=False)
             seen = history.look(trials)
             assert [t.number for t in seen] == [t.number for t in bounded(trials, 5, 20, minimize=True)]
+
+
+def test_the_optuna_benchmark_reports_what_it_measured(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+    r = subprocess.run([sys.executable, "-m", "search.bench", "optuna", "--trials", "40", "--running", "2",
+                        "--history", "10", "--asks", "3", "--json", str(tmp_path / "cost.json")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((tmp_path / "cost.json").read_text())
+    assert {"date", "commit", "machine", "command"} <= set(report) and report["history"] == 10
+    (row,) = report["rows"]
+    assert row["finished"] == 40 and row["full_ms"] > 0 and row["bounded_ms"] > 0
+    assert "40 finished, 2 running" in r.stdout and not r.stderr.strip(), r.stderr
