@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from .build import AnyMatNet, build_model
 from .config import Config, ConfigError
+from .record import git_revision
 from .userfiles import read_json
 
 WEIGHTS = "model.safetensors"
@@ -37,15 +37,6 @@ class CheckpointError(RuntimeError):
 def versions() -> dict[str, str]:
     import numpy
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__}
-
-
-def git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def save_checkpoint(path: str | Path, model: AnyMatNet, config: Config, meta: dict[str, Any],

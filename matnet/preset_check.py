@@ -17,7 +17,7 @@ import math
 import time
 from typing import Any
 
-from .checkpoint import git_revision
+from .record import git_revision
 from .record import machine
 from .config import Config
 from .data import DatasetMissingError

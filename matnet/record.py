@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from .checkpoint import git_revision
+
+def git_revision() -> str | None:
+    """The checkout's commit (None outside a git checkout): written into checkpoints and figures.
+    Nothing heavy is imported here, so a benchmark's driver that measures its own memory can call it."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def machine() -> str:

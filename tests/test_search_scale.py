@@ -95,6 +95,7 @@ def test_the_scale_benchmark_reports_what_it_measured(tmp_path):
     assert [row["setup"] for row in rows] == ["plain", "platform", "plain-checkpoints"]
     for row in rows:
         assert row["trials"] == 6 and row["wall_s"] >= row["ideal_s"] == 1.0 and row["driver_cpu_s"] > 0
+        assert {"date", "commit", "machine"} <= set(row)  # each row names where it ran
         # Tune saves its state at least once at the end, and the saves are timed beside the rest
         assert row["tune_snapshots"] >= 1 and row["driver_seconds"]["tune snapshots"] > 0
     platform = rows[1]
@@ -103,9 +104,10 @@ def test_the_scale_benchmark_reports_what_it_measured(tmp_path):
     assert "plain" in r.stdout and "platform" in r.stdout and "x ideal" in r.stdout
     # Plain Tune keeping each trial's checkpoint, as the search does: the checkpoints are in its folder
     assert rows[2]["folder_mb"] > rows[0]["folder_mb"] + 1
-    # Keeping one checkpoint, the trials' checkpoints forced snapshots of Tune's state (about one each:
-    # 8 here, for 6 trials); keeping two, none did (one checkpoint each; 2 here, Tune's timed one and
-    # the last). The row is added beside the others, not over them
+    # Replayed trials checkpoint at every report, as real ones do (8 reports each here)
+    assert rows[2]["checkpoint_cadence"] == "every" and rows[0]["checkpoint_cadence"] is None
+    # Keeping one checkpoint, every checkpoint forced a snapshot of Tune's state; keeping two, every
+    # second one did. The row is added beside the others, not over them
     r = subprocess.run([sys.executable, "-m", "search.bench", "scale", "--setups", "plain-checkpoints", "--trials", "6",
                         "--concurrent", "3", "--trial-seconds", "0.5", "--keep-checkpoints", "2",
                         "--json", str(tmp_path / "scale.json")], cwd=ROOT, capture_output=True, text=True, timeout=900)

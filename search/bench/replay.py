@@ -6,8 +6,9 @@ driver at cluster scale (scale.py).
 
 A trial reports the keys matnet.train's trials report (step, the metric, final, status), so the
 ledger, the searcher's outcome and MLflow read it as a real trial. With a checkpoint template (a
-real matnet checkpoint folder), the trial's last report carries a copy of it whose meta.json holds
-the replayed metrics, so the export at the end of a search has a best checkpoint to evaluate.
+real matnet checkpoint folder), reports carry a copy of it whose meta.json holds the replayed
+metrics, so the export at the end of a search has a best checkpoint to evaluate: every report, as a
+real trial checkpoints at every evaluation (`every_report`, what scale.py measures), or the last one.
 """
 from __future__ import annotations
 
@@ -24,18 +25,19 @@ from ..store.outcome import Outcome
 
 
 def replay_trainable(space: Any, model: Any, seed: int, time_scale: float = 0.0,
-                     checkpoint_template: Optional[str] = None) -> Any:
+                     checkpoint_template: Optional[str] = None, every_report: bool = False) -> Any:
     """The Tune trainable, with the resources the space gives a trial. `model` (the surrogate, fitted
     once on the driver) goes to the trials through Ray's object store."""
     from ray import tune
     resources = space.settings.experiment.resources
     fn = tune.with_parameters(replay_trial, metric=space.settings.experiment.metric, model=model, seed=seed,
-                              time_scale=time_scale, checkpoint_template=checkpoint_template)
+                              time_scale=time_scale, checkpoint_template=checkpoint_template,
+                              every_report=every_report)
     return tune.with_resources(fn, {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
 def replay_trial(config: dict[str, Any], metric: str, model: Any, seed: int, time_scale: float,
-                 checkpoint_template: Optional[str]) -> None:
+                 checkpoint_template: Optional[str], every_report: bool = False) -> None:
     from ray import tune
 
     reports = model.curve(config, seed)
@@ -50,7 +52,7 @@ def replay_trial(config: dict[str, Any], metric: str, model: Any, seed: int, tim
                   STATUS_KEY: str(Outcome.DIVERGED if diverged else Outcome.RUNNING),
                   TRAIN_CALL_KEY: time.monotonic() - started}
         last = i == len(reports) - 1
-        if checkpoint_template and last and not diverged:
+        if checkpoint_template and (last or every_report) and not diverged:
             with tempfile.TemporaryDirectory(prefix="matnet-replay-") as tmp:
                 folder = Path(tmp) / "checkpoint"
                 shutil.copytree(checkpoint_template, folder)

@@ -14,8 +14,8 @@ side, each in a process of its own:
                 report, figures), trials.json, state signing, the export of the best at the end;
 - platform-pg:  the same with MLflow on a real PostgreSQL server (on loopback);
 - plain:        Ray Tune with the same trainable and random configurations: no searcher, no callbacks;
-- plain-checkpoints: the same, each trial's last report carrying its checkpoint and Tune keeping K
-                per trial, as the platform's search does: Tune's own cost of checkpoints at scale;
+- plain-checkpoints: the same, each report carrying a checkpoint and Tune keeping K per trial, as the
+                platform's search does: Tune's own cost of checkpoints at scale;
 - stock:        what a user wires by hand: Ray's OptunaSearch (the same TPE) and MLflowLoggerCallback.
 
 Reported: wall time against the ideal (N x trial length / C), the driver's CPU seconds per trial,
@@ -24,9 +24,11 @@ signing, export; Tune's snapshots of its state, timed and counted; Tune is the r
 tracking writer (the process that makes the MLflow requests: search/tracking/writer.py), and the
 size of the search folder. Rows: scale_rows.py.
 
-K (`--keep-checkpoints`: 1 as in the quickstart, 2 in the cluster spaces) matters at scale: with K = 1
-every checkpoint forces a snapshot of all the trials (scale_timing.snapshots), N x N; with K = 2 these trials'
-(one checkpoint each) force none.
+Replayed trials checkpoint as real ones do: a copy of a real matnet checkpoint at every report
+(`--checkpoint-cadence every`, the default; `last`, the cadence of rows before 2026-12-08, only at the
+last report). K (`--keep-checkpoints`: 1 as in the quickstart, 2 in the cluster spaces) matters at
+scale: Tune forces a snapshot of all the trials whenever a trial has reported K checkpoints since the
+last one (scale_timing.snapshots). Every row records its date, commit and machine.
 """
 from __future__ import annotations
 
@@ -92,9 +94,13 @@ def _plain_params(space: Any) -> dict[str, Any]:
     return out
 
 
-def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path, keep: int = 1) -> dict[str, Any]:
-    """One setup at n trials, c at once, keeping `keep` checkpoints per trial, in this process; its figures."""
+def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path, keep: int = 1,
+            cadence: str = "every") -> dict[str, Any]:
+    """One setup at n trials, c at once, keeping `keep` checkpoints per trial (made at every report, or
+    at the last), in this process; its figures."""
     import contextlib
+
+    from matnet.record import stamp
 
     from .curves import load
     from .replay import replay_trainable
@@ -107,11 +113,12 @@ def run_one(setup: str, n: int, c: int, trial_seconds: float, workdir: Path, kee
     recorded = statistics.median(sum(r.seconds for r in cv.reports) for cv in curves.main() if cv.complete)
     time_scale = trial_seconds / recorded
     template = _template(space, workdir) if setup.startswith("platform") or setup == "plain-checkpoints" else None
-    trainable = replay_trainable(space, model, 0, time_scale, template)
+    trainable = replay_trainable(space, model, 0, time_scale, template, every_report=cadence == "every")
     timer = snapshots(instrument() if setup.startswith("platform") else Timer())
     figures: dict[str, Any] = {"setup": setup, "trials": n, "concurrent": c, "trial_seconds": trial_seconds,
                                "reports_per_trial": len(curves.report_steps), "keep_checkpoints": keep,
-                               "cpus": os.cpu_count(),
+                               "checkpoint_cadence": cadence if template else None, "cpus": os.cpu_count(),
+                               **{k: v for k, v in stamp("").items() if k != "command"},
                                "ideal_s": round(n * trial_seconds / c, 2)}
     with contextlib.ExitStack() as stack:
         uri = f"sqlite:///{workdir}/mlflow.db"
@@ -200,6 +207,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--keep-checkpoints", type=at_least(1), default=1,
                    help="checkpoints Tune keeps per trial, as experiment.keep_checkpoints (default 1, the "
                         "quickstart's; the cluster spaces keep 2)")
+    p.add_argument("--checkpoint-cadence", choices=("every", "last"), default="every",
+                   help="replayed trials checkpoint at every report, as real ones do (default), or at the last")
     p.add_argument("--timeout", type=at_least(1), default=3600, help="seconds per setup (default 3600)")
     p.add_argument("--json", help="write every setup's figures as JSON")
     p.add_argument("--one", help=argparse.SUPPRESS, default=None)
@@ -217,7 +226,7 @@ def main(argv: list[str]) -> int:
     if args.one:  # one setup in this process (the parent runs each in a fresh one)
         with tempfile.TemporaryDirectory(prefix="matnet-scale-") as tmp:
             print("SCALE " + json.dumps(run_one(args.one, trials[0], concurrent[0], args.trial_seconds, Path(tmp),
-                                                  args.keep_checkpoints)),
+                                                  args.keep_checkpoints, args.checkpoint_cadence)),
                   flush=True)
         return 0
     from .scale_rows import previous_rows, print_row, run_setup
@@ -228,7 +237,8 @@ def main(argv: list[str]) -> int:
                 print(f"scale: {setup}, {n} trials, {c} at once ...", flush=True)
                 stdout, stderr = run_setup([sys.executable, "-m", "search.bench", "scale", "--one", setup, "--trials",
                                              str(n), "--concurrent", str(c), "--trial-seconds",
-                                             str(args.trial_seconds), "--keep-checkpoints", str(args.keep_checkpoints)],
+                                             str(args.trial_seconds), "--keep-checkpoints", str(args.keep_checkpoints),
+                                             "--checkpoint-cadence", args.checkpoint_cadence],
                                             args.timeout)
                 if stdout is None:
                     # A setup that does not finish in time is a result too (Ray's stock searcher at
