@@ -17,7 +17,7 @@ validation value and the test IWAE of the exported best, IQM [95% CI], the pairs
 random+asha, and the table-mode prediction for the same seeds beside them), `measured` (README's table of
 what was measured: measured.py, a row per committed JSON), `overhead` (docs/benchmarks.md's split of the
 trial slots' time, from search.bench's JSON), `optuna` (docs/strategies.md's cost of a suggest, from
-search.bench optuna's JSON).
+search.bench optuna's JSON), `scale` (README's driver-at-scale rows that record their machine).
 """
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def render(spec: str) -> str:
         return markdown(data[0], names)
     if kind == "paired":
         return paired(data[0], data[1] if len(data) > 1 else None)
+    if kind == "scale":
+        from .measured import scale_table
+        return scale_table(data[0])
     if kind == "optuna":
         from .measured import optuna_table
         return optuna_table(data[0])
@@ -88,7 +91,8 @@ def render(spec: str) -> str:
             return table(ROOT)
         except (OSError, ValueError, KeyError) as e:
             raise RunError(f"generated table {spec!r}: {e!r}; record it (docs/benchmarks.md says how)") from None
-    raise RunError(f"generated table {spec!r}: unknown kind {kind!r}; use simulate, paired, overhead, optuna or measured")
+    raise RunError(f"generated table {spec!r}: unknown kind {kind!r}; use simulate, paired, overhead, optuna, "
+                   f"scale or measured")
 
 
 def refresh(text: str) -> str:

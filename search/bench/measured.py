@@ -48,7 +48,8 @@ def overhead_table(d: dict[str, Any]) -> str:
     lines += [f"| {labels.get(k, k)} | {v:.1f} | {100 * v / d['slot_s']:.1f} % |"
               for k, v in d["seconds"].items()]
     lines.append(f"\n{d['trials']} trials on {d['slots']} slots, {d['steps_per_trial']} steps each: "
-                 f"{100 * d['training_fraction']:.1f} % of the slots' time in training, {d['overhead_s_per_trial']:.1f} s "
+                 f"{100 * d['training_fraction']:.1f} % of the slots' time in training, "
+                 f"{d['overhead_s_per_trial']:.1f} s "
                  f"of overhead per trial; Ray's start {d['ray_start_s']:.1f} s. {_when(d)}; `{d['command']}`.")
     return "\n".join(lines) + "\n"
 
@@ -58,6 +59,24 @@ def optuna_table(d: dict[str, Any]) -> str:
     lines = ["| finished trials | TPE, whole history | TPE, bounded history |", "| --- | --- | --- |"]
     lines += [f"| {r['finished']:,} | {r['full_ms']:.1f} ms | {r['bounded_ms']:.1f} ms |" for r in d["rows"]]
     lines.append(f"\n{_when(d)}; `{d['command']}`.")
+    return "\n".join(lines) + "\n"
+
+
+def scale_table(rows: list[dict[str, Any]]) -> str:
+    """README's driver-at-scale rows (search.bench scale's JSON): the rows that record their machine."""
+    lines = ["| trials | setup | wall s (x ideal) | driver CPU ms/trial | suggest/tell s | signing s | tracking writer "
+             "CPU s | peak driver MB | checkpoints | when, commit; machine |", "| --- " * 10 + "|"]
+    measured = [r for r in rows if r.get("machine") and "wall_s" in r]
+    for r in sorted(measured, key=lambda r: (r["trials"], r["setup"])):
+        seconds = r.get("driver_seconds", {})
+
+        def cell(key: str) -> str:
+            return f"{seconds[key]:.0f}" if key in seconds else "-"
+        made = "every" if r.get("checkpoint_cadence") == "every" else "the last"
+        kept = f"{r['keep_checkpoints']} kept, made at {made} report" if r.get("checkpoint_cadence") else "none"
+        lines.append(f"| {r['trials']:,} | {r['setup']} | {r['wall_s']:.0f} ({r['wall_over_ideal']:.1f}x) | "
+                     f"{r['driver_cpu_ms_per_trial']:.0f} | {cell('suggest/tell')} | {cell('signing')} | "
+                     f"{cell('mlflow writer (own process)')} | {r['peak_driver_mb']:.0f} | {kept} | {_when(r)} |")
     return "\n".join(lines) + "\n"
 
 
