@@ -39,7 +39,7 @@ class PbtOptions(BaseModel):
 @register
 class Pbt(Strategy):
     name = "pbt"
-    summary = "population-based training: the weak continue from the strong's checkpoints, mutated"
+    summary = "population-based: the weak go on from the strong, mutated"
     uses_study = False
     simulable = False  # a trial's curve depends on whose checkpoint it continued from
     Options: ClassVar[type[BaseModel]] = PbtOptions

@@ -48,12 +48,12 @@ def hyperband(space: Any, seed: int | None = None) -> Any:
     return asha(space, hyperband_brackets(space))
 
 
-register_scheduler(SchedulerPart("none", "every trial trained to the end", fifo, counts_reports=False,
+register_scheduler(SchedulerPart("none", "every trial to its end", fifo, counts_reports=False,
                                  describe=lambda space: "every trial trained to the end"))
 register_scheduler(SchedulerPart(
-    "asha", "ASHA stops the trials that trail at each rung",
+    "asha", "ASHA stops trials that trail",
     lambda space, seed=None: asha(space, space.settings.scheduler.brackets),
     describe=lambda space: asha_line(space, space.settings.scheduler.brackets)))
 register_scheduler(SchedulerPart(
-    "hyperband", "asynchronous Hyperband's brackets: early and late stopping mixed",
+    "hyperband", "async Hyperband: early and late stops",
     hyperband, describe=lambda space: f"asynchronous Hyperband: {asha_line(space, hyperband_brackets(space))}"))
