@@ -96,6 +96,8 @@ def test_the_history_kept_as_trials_finish_is_the_one_a_fresh_look_gives():
                 study.tell(trial, state=TrialState.PRUNED)
             else:
                 study.tell(trial, state=TrialState.FAIL)
+        if step % 3 == 0:  # Optuna's samplers look with a filter of states too (no running, no failed)
+            history.look(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         if step % 7 == 0:
             trials = study.get_trials(deepcopy=False)
             seen = history.look(trials)

@@ -38,18 +38,27 @@ def _pruned_rank(trial: Any, minimize: bool) -> tuple[float, float]:
     return -step, value if minimize else -value
 
 
+def _find(trials: list[Any], number: int) -> Any:
+    """The trial numbered `number` in `trials` (sorted by number), or None."""
+    i = bisect.bisect_left(trials, number, key=lambda t: t.number)
+    return trials[i] if i < len(trials) and trials[i].number == number else None
+
+
 class History:
     """The bounded history of one study, kept up to date as its trials finish, so that a look costs
-    the trials since the oldest unfinished one, not all of them: the `best` best complete and `best`
-    best pruned trials (heaps), and at each look the `recent` most recently numbered finished ones and
-    every unfinished one. Trials come sorted by number (Optuna's storages keep that order)."""
+    the trials numbered since the last look and the few still pending, not all of them: the `best`
+    best complete and `best` best pruned trials (heaps), and at each look the `recent` most recently
+    numbered finished ones and every unfinished one. Trials come sorted by number (Optuna's storages
+    keep that order); a look may be filtered by state (Optuna's samplers ask for finished trials only,
+    or for finished and running ones), so a number a look lacks is pending until a look shows it ended."""
 
     def __init__(self, best: int, recent: int, minimize: bool):
         self.best, self.recent, self.sign = best, recent, 1.0 if minimize else -1.0
         self._complete: list[tuple[float, int, Any]] = []   # (-score, number, trial): the worst on top
         self._pruned: list[tuple[tuple[float, float], int, Any]] = []
         self._ranked: set[int] = set()   # finished trials already ranked
-        self._open_from = 0              # every trial numbered below this has ended and is ranked
+        self._seen_upto = -1             # every number up to this is ranked, ended unranked, or pending
+        self._pending: set[int] = set()  # numbers up to _seen_upto not known to have ended
 
     def _rank(self, trial: Any) -> None:
         self._ranked.add(trial.number)
@@ -66,20 +75,27 @@ class History:
         elif entry[:2] > heap[0][:2]:
             heapq.heapreplace(heap, entry)
 
+    def _ended(self, trial: Any) -> bool:
+        """Rank `trial` if it finished; whether it has ended (finished or failed)."""
+        if trial.state in FINISHED:
+            self._rank(trial)
+            return True
+        return trial.state == TrialState.FAIL
+
     def _update(self, trials: list[Any]) -> None:
-        """Rank what finished since the last look (the trials from the oldest unfinished one on)."""
-        start = bisect.bisect_left(trials, self._open_from, key=lambda t: t.number)
-        still_open = None
+        """Rank what ended since the last look: the pending numbers this look shows, and the new ones."""
+        for number in list(self._pending):
+            trial = _find(trials, number)
+            if trial is not None and self._ended(trial):
+                self._pending.discard(number)
+        start = bisect.bisect_right(trials, self._seen_upto, key=lambda t: t.number)
+        expected = self._seen_upto + 1
         for t in trials[start:]:
-            if t.state in FINISHED:
-                if t.number not in self._ranked:
-                    self._rank(t)
-            elif t.state != TrialState.FAIL and still_open is None:
-                still_open = t.number
-        if still_open is not None:
-            self._open_from = still_open
-        elif trials:
-            self._open_from = trials[-1].number + 1
+            self._pending.update(range(expected, t.number))  # not in this look: running, or failed
+            expected = t.number + 1
+            if not self._ended(t):
+                self._pending.add(t.number)
+        self._seen_upto = max(self._seen_upto, expected - 1)
 
     def look(self, trials: list[Any]) -> list[Any]:
         """`trials` as the bounded history sees them (the same states, in their order): all of them while
@@ -92,15 +108,13 @@ class History:
         for t in reversed(trials):  # the most recent finished, back to `recent` of them
             if t.state in FINISHED:
                 if found >= self.recent:
-                    if t.number < self._open_from:
-                        break
-                    continue
+                    break
                 found += 1
             keep[t.number] = t
-        states = {t.state for t in trials}
-        for _, number, t in (*self._complete, *self._pruned):
-            if t.state in states:
-                keep.setdefault(number, t)
+        # the unfinished older than those, and the best: each if this look holds it (its states)
+        for number in (*self._pending, *(n for _, n, _ in self._complete), *(n for _, n, _ in self._pruned)):
+            if number not in keep and (trial := _find(trials, number)) is not None:
+                keep[number] = trial
         return [keep[n] for n in sorted(keep)]
 
 
